@@ -1,1 +1,41 @@
-"""keras_audit.explain"""
+"""The attribution engine: compiled, batched, reusable explainers for Keras 3 models.
+
+Build an explainer once per model, then call it on batches::
+
+    from keras_audit.explain import GradCAM
+    cam = GradCAM(model, layer=None)
+    maps = cam(x, targets=None)      # (N, H, W) float32 in [0, 1]
+
+The engine returns arrays; it knows nothing of pictures, TensorBoard or reports.
+"""
+
+from keras_audit.explain._graph import LayerInfo
+from keras_audit.explain.activations import Activations
+from keras_audit.explain.base import Explainer, list_layers, normalize_maps
+from keras_audit.explain.cam import GradCAM, GradCAMPlusPlus, ScoreCAM
+from keras_audit.explain.forward import CompiledForward
+from keras_audit.explain.gradients import (
+    GradientInput,
+    IntegratedGradients,
+    Saliency,
+    SmoothGrad,
+)
+from keras_audit.explain.metrics import deletion_insertion, spearman_per_sample
+
+#: method name -> explainer class, as the callbacks and the audit name them
+METHODS = {
+    "gradcam": GradCAM,
+    "gradcam++": GradCAMPlusPlus,
+    "scorecam": ScoreCAM,
+    "vanilla": Saliency,
+    "saliency": Saliency,
+    "smoothgrad": SmoothGrad,
+    "integrated_gradients": IntegratedGradients,
+    "gradient_input": GradientInput,
+}
+
+__all__ = [
+    "METHODS", "Activations", "CompiledForward", "Explainer", "GradCAM", "GradCAMPlusPlus",
+    "GradientInput", "IntegratedGradients", "LayerInfo", "Saliency", "ScoreCAM", "SmoothGrad",
+    "deletion_insertion", "list_layers", "normalize_maps", "spearman_per_sample",
+]

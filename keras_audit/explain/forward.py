@@ -85,17 +85,7 @@ class CompiledForward:
         self._fn = None
 
     def _select(self, out):
-        if isinstance(out, dict):
-            keys = list(out)
-            key = keys[0] if self._output is None else (
-                keys[self._output] if isinstance(self._output, int) else self._output)
-            return out[key]
-        if isinstance(out, list | tuple):
-            idx = 0 if self._output is None else self._output
-            if isinstance(idx, str):
-                idx = _name_index(idx, self.model)
-            return out[idx]
-        return out
+        return select_output(out, self._output, self.model)
 
     def _build(self, dtype) -> None:
         spec = tf.TensorSpec((None, *self.input_shape), dtype)
@@ -120,11 +110,36 @@ class CompiledForward:
         return np.concatenate(outs, axis=0)
 
 
-def _name_index(name: str, model: keras.Model) -> int:
-    names = output_names(model)
-    if name not in names:
-        raise ValueError(f"unknown output {name!r}; the model's outputs are {names}")
-    return names.index(name)
+def select_output(out, output: int | str | None, model: keras.Model):
+    """Pick one output from a model's outputs (a tensor, a list or a dict) by index or name."""
+    if isinstance(out, dict):
+        keys = list(out)
+        if output is None:
+            return out[keys[0]]
+        return out[keys[output] if isinstance(output, int) else output]
+    if isinstance(out, list | tuple):
+        idx = 0 if output is None else output
+        if isinstance(idx, str):
+            idx = output_names(model).index(idx)
+        return out[idx]
+    return out
+
+
+def validate_output(model: keras.Model, output: int | str | None, n_outputs: int,
+                    keys: list[str] | None = None) -> None:
+    """Raise ValueError unless ``output`` names one of the model's ``n_outputs`` outputs."""
+    if output is None:
+        return
+    names = keys if keys is not None else output_names(model)
+    if isinstance(output, bool) or not isinstance(output, int | str):
+        raise ValueError(f"output must be an index or a name; got {output!r}")
+    if isinstance(output, int) and not 0 <= output < n_outputs:
+        raise ValueError(
+            f"output index {output} is out of range; the model has {n_outputs} output(s): "
+            f"indices 0..{n_outputs - 1}, names {names}"
+        )
+    if isinstance(output, str) and output not in names:
+        raise ValueError(f"unknown output {output!r}; the model's outputs are {names}")
 
 
 def output_names(model: keras.Model) -> list[str]:

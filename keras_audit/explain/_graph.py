@@ -1,0 +1,182 @@
+"""Run a Keras 3 model layer by layer, reading intermediate outputs and pre-activation scores.
+
+Hand-written because Keras 3 offers no public way to do this for the models users have:
+``model.output`` is undefined on a ``Sequential`` built with ``keras.Input``, and a sub-model
+``keras.Model(model.inputs, inner_layer.output)`` raises "Graph disconnected" when the layer sits
+inside a nested backbone. Instead of rebuilding or cloning the model, ``GraphTap`` calls the
+model's own layers on the given tensor (so it shares the live weights and costs the same as
+``model(x)``), descending into nested models, and records the outputs of the layers asked for.
+
+For functional models it walks the graph with ``Functional._run_through_graph``, the same method
+``Functional.call`` uses; it is not public API, and ``GraphTap`` checks for it at construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+
+_SQUASHING = ("softmax", "sigmoid")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A layer that can be read from a model.
+
+    Attributes:
+        path: the layer's name, prefixed by the names of the nested models that hold it
+            (``"backbone/conv2"``); a top-level layer's path is its name.
+        layer: the Keras layer object.
+        output_shape: the layer's output shape with ``None`` for the batch axis.
+    """
+
+    path: str
+    layer: keras.layers.Layer
+    output_shape: tuple
+
+    @property
+    def name(self) -> str:
+        """The layer's own name (the last part of ``path``)."""
+        return self.layer.name
+
+
+def _kind(model) -> str:
+    if isinstance(model, keras.Sequential):
+        return "sequential"
+    if hasattr(model, "_run_through_graph") and hasattr(model, "_nodes_by_depth"):
+        return "functional"
+    return "subclassed"
+
+
+def _activation_name(layer) -> str | None:
+    """The squashing activation a layer ends with, or None."""
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    act = getattr(layer, "activation", None)
+    name = getattr(act, "__name__", None)
+    return name if name in _SQUASHING else None
+
+
+def _call_layer(layer, args, kwargs, training):
+    if getattr(layer, "_call_has_training_arg", False):
+        kwargs = dict(kwargs, training=training)
+    return layer(*args, **kwargs)
+
+
+class GraphTap:
+    """Calls a model's layers one by one on a tensor, recording chosen layers' outputs.
+
+    Args:
+        model: a built Keras model: ``Sequential``, functional (nested models included) or
+            subclassed (subclassed models run as a whole: no intermediate layer can be read and
+            the final activation cannot be removed).
+
+    ``run(x, capture, linear)`` returns ``(outputs, captured)`` where ``captured`` maps each
+    requested path to its tensor. With ``linear=True`` the final softmax/sigmoid of each output is
+    left out, so the outputs are logits. The model is never modified: the activation of a
+    ``Dense(..., activation="softmax")`` head is skipped by calling the layer with its activation
+    swapped for the identity only for the duration of that call (inside tracing), then restored.
+    """
+
+    def __init__(self, model: keras.Model) -> None:
+        if not getattr(model, "built", False):
+            raise ValueError(
+                f"model {model.name!r} has not been built: call it on a batch or build it with "
+                "keras.Input before explaining it"
+            )
+        self.model = model
+        self.kind = _kind(model)
+        self.head_activations: list[str | None] = []
+
+    # -- layer listing ----------------------------------------------------------------------
+    def layers(self) -> list[tuple[str, keras.layers.Layer]]:
+        """Every readable layer as ``(path, layer)``, in call order, nested models expanded."""
+        out: list[tuple[str, keras.layers.Layer]] = []
+        self._collect(self.model, "", out)
+        return out
+
+    def _collect(self, model, prefix, out) -> None:
+        kind = _kind(model)
+        if kind == "subclassed" and model is not self.model:
+            out.append((prefix.rstrip("/") or model.name, model))
+            return
+        for layer in _ordered_layers(model):
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            path = prefix + layer.name
+            if isinstance(layer, keras.Model) and _kind(layer) != "subclassed":
+                out.append((path, layer))
+                self._collect(layer, path + "/", out)
+            else:
+                out.append((path, layer))
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self, x, capture=(), linear: bool = True, training: bool = False):
+        """Run the model on ``x``; return ``(outputs, {path: tensor})`` for paths in ``capture``."""
+        captured: dict = {}
+        wanted = set(capture)
+        heads: list[str | None] = []
+        out = self._run(self.model, "", x, wanted, captured, linear, training, heads, top=True)
+        self.head_activations = heads
+        return out, captured
+
+    def _run(self, model, prefix, x, wanted, captured, linear, training, heads, top=False):
+        kind = _kind(model)
+        if kind == "sequential":
+            layers = [layer for layer in model.layers
+                      if not isinstance(layer, keras.layers.InputLayer)]
+            h = x
+            for i, layer in enumerate(layers):
+                last = i == len(layers) - 1
+                h = self._step(layer, prefix, (h,), {}, wanted, captured,
+                               linear and last, training, heads)
+            return h
+        if kind == "functional":
+            head_ops = {id(t._keras_history.operation) for t in model.outputs}
+
+            def operation_fn(op):
+                def call(*args, **kwargs):
+                    return self._step(op, prefix, args, kwargs, wanted, captured,
+                                      linear and id(op) in head_ops, training, heads)
+                return call
+
+            return model._run_through_graph(x, operation_fn=operation_fn)
+        # Subclassed: opaque. The outputs are the model's own (with any final activation).
+        if linear and top:
+            heads.append(None)
+        return model(x, training=training)
+
+    def _step(self, layer, prefix, args, kwargs, wanted, captured, head, training, heads):
+        path = prefix + layer.name
+        if isinstance(layer, keras.Model) and _kind(layer) != "subclassed":
+            inner = args[0] if len(args) == 1 else list(args)
+            out = self._run(layer, path + "/", inner, wanted, captured, head, training, heads)
+        elif head:
+            act = _activation_name(layer)
+            heads.append(act)
+            if act is None:
+                out = _call_layer(layer, args, kwargs, training)
+            elif isinstance(layer, keras.layers.Softmax) or isinstance(
+                layer, keras.layers.Activation
+            ):
+                out = args[0]  # a standalone softmax/sigmoid layer: its input is the logits
+            else:
+                original = layer.activation
+                layer.activation = keras.activations.linear
+                try:
+                    out = _call_layer(layer, args, kwargs, training)
+                finally:
+                    layer.activation = original
+        else:
+            out = _call_layer(layer, args, kwargs, training)
+        if path in wanted:
+            captured[path] = out
+        return out
+
+
+def _ordered_layers(model) -> list:
+    """Layers of a model in the order they are called."""
+    if _kind(model) == "functional":
+        return list(model.operations)
+    return list(model.layers)
