@@ -1,0 +1,115 @@
+"""Explainer speed against the physical limit and against tf-keras-vis, side by side.
+
+The limit is one compiled forward+backward pass to the input over the same batch (x the number
+of noise samples or steps for SmoothGrad and Integrated Gradients). Each method's time is the
+median of interleaved repetitions after a warm-up call (tracing excluded for everyone).
+
+    .venv/bin/python benchmarks/bench_explain.py [--reps 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_audit.explain import (  # noqa: E402
+    GradCAM,
+    GradCAMPlusPlus,
+    IntegratedGradients,
+    Saliency,
+    ScoreCAM,
+    SmoothGrad,
+)
+
+
+def cnn() -> keras.Model:
+    """The reference CNN on 32x32x3 inputs (functional, so tf-keras-vis can run on it)."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3))
+    h = inp
+    for i, f in enumerate((32, 32, 64, 64)):
+        h = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i}")(h)
+        if i % 2:
+            h = keras.layers.MaxPooling2D()(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    out = keras.layers.Dense(10, activation="softmax")(h)
+    return keras.Model(inp, out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--batch", type=int, default=128)
+    args = ap.parse_args()
+    model = cnn()
+    x = np.random.default_rng(0).random((args.batch, 32, 32, 3)).astype("float32")
+    xt = tf.constant(x)
+    targets = np.arange(args.batch) % 10
+
+    @tf.function
+    def limit_pass(v):
+        with tf.GradientTape() as tape:
+            tape.watch(v)
+            s = tf.reduce_sum(model(v, training=False))
+        return tape.gradient(s, v)
+
+    def limit():
+        limit_pass(xt).numpy()
+
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.saliency import Saliency as VisSaliency
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    score = CategoricalScore(list(targets))
+    ours = {
+        "gradcam": (GradCAM(model), 1),
+        "gradcam++": (GradCAMPlusPlus(model), 1),
+        "saliency": (Saliency(model), 1),
+        "smoothgrad(20)": (SmoothGrad(model, num_samples=20, batch_size=2560), 20),
+        "integrated_gradients(32)": (IntegratedGradients(model, steps=32, batch_size=4096), 32),
+        "scorecam": (ScoreCAM(model, batch_size=2048), None),
+    }
+    vis = {
+        "gradcam": lambda: Gradcam(model, model_modifier=ReplaceToLinear())(
+            score, x, penultimate_layer="conv3"),
+        "gradcam++": lambda: GradcamPlusPlus(model, model_modifier=ReplaceToLinear())(
+            score, x, penultimate_layer="conv3"),
+        "saliency": lambda: VisSaliency(model, model_modifier=ReplaceToLinear())(score, x),
+        "smoothgrad(20)": lambda: VisSaliency(model, model_modifier=ReplaceToLinear())(
+            score, x, smooth_samples=20),
+    }
+    jobs = {"limit": limit}
+    for name, (exp, _) in ours.items():
+        jobs[name] = (lambda e: lambda: e(x, targets))(exp)
+    for name, fn in vis.items():
+        jobs["tf-keras-vis " + name] = fn
+    for fn in jobs.values():  # warm-up: tracing excluded for everyone
+        fn()
+    times = {k: [] for k in jobs}
+    for _ in range(args.reps):
+        for k, fn in jobs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(f"batch {args.batch} of 32x32x3, {args.reps} interleaved reps, medians; "
+          f"limit = 1 compiled fwd+bwd = {med['limit'] * 1e3:.1f} ms")
+    print(f"{'method':28s} {'ms':>8s} {'/ limit':>9s} {'tf-keras-vis / ours':>20s}")
+    for name, (_, mult) in ours.items():
+        ratio = f"{med[name] / (med['limit'] * mult):9.2f}" if mult else f"{'-':>9s}"
+        ref = med.get("tf-keras-vis " + name)
+        vs = f"{ref / med[name]:20.1f}" if ref else f"{'-':>20s}"
+        print(f"{name:28s} {med[name] * 1e3:8.1f} {ratio} {vs}")
+
+
+if __name__ == "__main__":
+    main()
