@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_audit.explain._graph import GraphTap
-from keras_audit.explain.base import _infos, _probe, resolve_layer
+from keras_audit.explain.base import _infos, _probe, quiet_function, resolve_layer
 from keras_audit.explain.forward import check_batch, model_input_shape
 
 
@@ -47,7 +47,7 @@ class Activations:
         self.layers = chosen
         self.paths = [i.path for i in chosen]
         self.trace_count = 0
-        self._fn = tf.function(self._traced)
+        self._fn = quiet_function(self._traced)
 
     def _traced(self, x):
         self.trace_count += 1

@@ -167,7 +167,7 @@ class Explainer:
         self.last_targets: np.ndarray | None = None
         # One trace per input shape; a shape already seen never retraces. (reduce_retracing
         # would hide the static batch size that the chunked methods size their chunks by.)
-        self._fn = tf.function(self._traced)
+        self._fn = quiet_function(self._traced)
 
     # -- pieces shared by the methods ---------------------------------------------------------
     def _logits(self, x, capture=()):
@@ -298,6 +298,17 @@ def normalize_maps(maps):
     finite = tf.reduce_all(tf.math.is_finite(maps), axis=axes, keepdims=True)
     scaled = tf.where(span > 0, (maps - lo) / tf.where(span > 0, span, 1.0), 0.0)
     return tf.where(finite, scaled, tf.constant(np.nan, maps.dtype))
+
+
+def quiet_function(fn):
+    """``tf.function(fn)`` without TF's "frequent retracing" warning.
+
+    TF counts traces per code object, so N explainers of one class, each tracing once, look
+    like one function retracing N times. ``trace_count`` on each explainer is the real measure.
+    """
+    compiled = tf.function(fn)
+    compiled._omit_frequent_tracing_warning = True
+    return compiled
 
 
 def chunk_size(total: int, n: int, batch_size: int) -> int:
