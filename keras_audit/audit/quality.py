@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import keras
 import numpy as np
 import pandas as pd
 
-import keras
 from keras_audit.audit._weights import preserved_weights
 from keras_audit.explain import METHODS, deletion_insertion, spearman_per_sample
 from keras_audit.explain.forward import CompiledForward, check_batch
