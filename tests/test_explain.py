@@ -324,3 +324,24 @@ def test_configuration_errors(shapes_model):
     with pytest.raises(ValueError, match="unknown layer"):
         Activations(shapes_model, layers=["conv9"])
     assert tf.executing_eagerly()
+
+
+def test_subclassed_model_is_explained_as_a_whole():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv = keras.layers.Conv2D(3, 3, name="conv")
+            self.flat = keras.layers.Flatten()
+            self.dense = keras.layers.Dense(2, activation="softmax")
+
+        def call(self, x):
+            return self.dense(self.flat(self.conv(x)))
+
+    net = Net()
+    x = np.random.default_rng(0).random((3, 8, 8, 1)).astype("float32")
+    net(x)
+    sal = Saliency(net)
+    assert sal(x).shape == (3, 8, 8)
+    assert sal.head is None  # the softmax inside call() cannot be removed, and is not guessed
+    with pytest.raises(ValueError, match="no layer with spatial axes"):
+        GradCAM(net)

@@ -22,7 +22,11 @@ def model_input_shape(model: keras.Model) -> tuple:
     try:
         shape = model.input_shape
     except (AttributeError, ValueError):
-        shape = None
+        # A subclassed model has no input_shape; Keras records the shape it was built with.
+        built = getattr(model, "_build_shapes_dict", None) or {}
+        if len(built) == 1:
+            shape = next(iter(built.values()))
+            shape = (None, *tuple(shape)[1:]) if shape is not None else None
     if shape is None:
         raise ValueError(
             f"model {model.name!r} has not been built: call it on a batch or build it with "
