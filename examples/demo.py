@@ -46,7 +46,7 @@ def main() -> None:
     x_train, y_train, x_val, y_val = x[:1400], y[:1400], x[1400:], y[1400:]
     model = build_cnn()
     model.fit(x_train, y_train, epochs=15, batch_size=64, verbose=2)
-    print("validation accuracy: %.3f" % model.evaluate(x_val, y_val, verbose=0)[1])
+    print(f"validation accuracy: {model.evaluate(x_val, y_val, verbose=0)[1]:.3f}")
     OUT.mkdir(exist_ok=True)
     sample = x_val[:8]
     for name in ("gradcam", "gradcam++", "scorecam", "vanilla", "smoothgrad",
