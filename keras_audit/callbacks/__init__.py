@@ -1,1 +1,47 @@
-"""keras_audit.callbacks"""
+"""Keras callbacks that log explanations to TensorBoard during ``fit()``.
+
+```python
+from keras_audit.callbacks import AuditCallback
+model.fit(x, y, epochs=10, callbacks=[AuditCallback((x_val, y_val), "logs/run1")])
+```
+
+Each callback explains a fixed set of validation samples on scheduled epochs: the compiled
+work runs on the training thread, drawing and writing on one background worker, and
+everything is flushed by ``on_train_end``. Only the chief of a ``tf.distribute`` cluster writes.
+"""
+
+from keras_audit.callbacks.activation_maps import ActivationMapsCallback
+from keras_audit.callbacks.audit_callback import TECHNIQUES, AuditCallback
+from keras_audit.callbacks.base import (
+    AttributionCallback,
+    ExplanationCallback,
+    ExplanationLoggingWarning,
+    Samples,
+    is_chief,
+    select_samples,
+)
+from keras_audit.callbacks.filters import ActivationMaximizer, FilterCallback
+from keras_audit.callbacks.gradcam import DeletionInsertion, GradCAMCallback
+from keras_audit.callbacks.saliency import SaliencyCallback
+
+_LAZY = {
+    "EmbeddingCallback": "keras_audit.callbacks.embeddings",
+    "AttentionMapsCallback": "keras_audit.callbacks.attention",
+}
+
+
+def __getattr__(name: str):
+    # the embedding and attention callbacks import their own dependencies only when used
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "TECHNIQUES", "ActivationMapsCallback", "ActivationMaximizer", "AttentionMapsCallback",
+    "AttributionCallback", "AuditCallback", "DeletionInsertion", "EmbeddingCallback",
+    "ExplanationCallback", "ExplanationLoggingWarning", "FilterCallback", "GradCAMCallback",
+    "SaliencyCallback", "Samples", "is_chief", "select_samples",
+]

@@ -11,6 +11,12 @@ The engine returns arrays; it knows nothing of pictures, TensorBoard or reports.
 
 from keras_audit.explain._graph import LayerInfo
 from keras_audit.explain.activations import Activations
+from keras_audit.explain.attention import (
+    AttentionScores,
+    attention_rollout,
+    patch_grid,
+    rollout_maps,
+)
 from keras_audit.explain.base import Explainer, list_layers, normalize_maps
 from keras_audit.explain.cam import GradCAM, GradCAMPlusPlus, ScoreCAM
 from keras_audit.explain.forward import CompiledForward
@@ -20,7 +26,12 @@ from keras_audit.explain.gradients import (
     Saliency,
     SmoothGrad,
 )
-from keras_audit.explain.metrics import deletion_insertion, spearman_per_sample
+from keras_audit.explain.metrics import (
+    DeletionInsertion,
+    blurred_canvas,
+    deletion_insertion,
+    spearman_per_sample,
+)
 
 #: method name -> explainer class, as the callbacks and the audit name them
 METHODS = {
@@ -35,7 +46,9 @@ METHODS = {
 }
 
 __all__ = [
-    "METHODS", "Activations", "CompiledForward", "Explainer", "GradCAM", "GradCAMPlusPlus",
-    "GradientInput", "IntegratedGradients", "LayerInfo", "Saliency", "ScoreCAM", "SmoothGrad",
-    "deletion_insertion", "list_layers", "normalize_maps", "spearman_per_sample",
+    "METHODS", "Activations", "AttentionScores", "CompiledForward", "DeletionInsertion",
+    "Explainer", "GradCAM", "GradCAMPlusPlus", "GradientInput", "IntegratedGradients",
+    "LayerInfo", "Saliency", "ScoreCAM", "SmoothGrad", "attention_rollout", "blurred_canvas",
+    "deletion_insertion", "list_layers", "normalize_maps", "patch_grid", "rollout_maps",
+    "spearman_per_sample",
 ]

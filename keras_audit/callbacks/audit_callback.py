@@ -1,0 +1,161 @@
+"""AuditCallback: several explanation callbacks as one, sharing samples, writers and a worker."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import keras
+
+from keras_audit.callbacks.base import ExplanationCallback, _Session
+
+#: technique name -> "module:class". Adding a technique is one line here.
+TECHNIQUES: dict[str, str] = {
+    "gradcam": "keras_audit.callbacks.gradcam:GradCAMCallback",
+    "saliency": "keras_audit.callbacks.saliency:SaliencyCallback",
+    "activations": "keras_audit.callbacks.activation_maps:ActivationMapsCallback",
+    "filters": "keras_audit.callbacks.filters:FilterCallback",
+    "embeddings": "keras_audit.callbacks.embeddings:EmbeddingCallback",
+    "attention": "keras_audit.callbacks.attention:AttentionMapsCallback",
+}
+DEFAULT_INCLUDE = ("gradcam", "saliency", "activations", "filters")
+
+
+def technique_class(name: str) -> type:
+    """The callback class registered under ``name`` in ``TECHNIQUES``.
+
+    Raises:
+        ValueError: ``name`` is not registered (the message lists the valid names).
+    """
+    if name not in TECHNIQUES:
+        raise ValueError(f"unknown technique {name!r}; valid names: {sorted(TECHNIQUES)}")
+    module, cls = TECHNIQUES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+class AuditCallback(keras.callbacks.Callback):
+    """Several explanation callbacks as one: one sample choice, one worker, one warning.
+
+    Builds one callback per name in ``include`` (see ``TECHNIQUES``) with ``validation_data``,
+    ``log_dir`` and whichever of ``shared_options`` each accepts, plus its own entry of
+    ``options``. The members read the validation data once, share one prediction pass per
+    logged epoch and one event file, and a logging failure is reported once for all of them.
+
+    Args:
+        validation_data: ``(x, y)``, ``x`` alone or a ``tf.data.Dataset`` of ``(x, y)`` batches.
+        log_dir: folder for the event files.
+        include: technique names: ``"gradcam"``, ``"saliency"``, ``"activations"``,
+            ``"filters"``, ``"embeddings"``, ``"attention"``.
+        options: per-technique keyword arguments, e.g. ``{"gradcam": {"layer": "conv2"},
+            "filters": {"mode": "maximize"}}``.
+        **shared_options: keyword arguments given to every member that accepts them, e.g.
+            ``freq=2, strict=True, class_names=names, num_samples=8``.
+
+    Attributes:
+        callbacks: ``{name: callback}`` in ``include`` order.
+
+    Example:
+        ```python
+        audit = AuditCallback((x_val, y_val), "logs/run1", class_names=names, freq=2)
+        model.fit(x, y, epochs=10, callbacks=[audit])
+        ```
+
+    Raises:
+        ValueError: an unknown technique name or option (the message lists the valid ones),
+            or a member's own argument errors; in ``on_train_begin``, any member's
+            configuration error, before the first batch.
+    """
+
+    def __init__(self, validation_data, log_dir: str,
+                 include: tuple[str, ...] | list[str] = DEFAULT_INCLUDE,
+                 options: dict[str, dict] | None = None, **shared_options: Any) -> None:
+        super().__init__()
+        if isinstance(include, str):
+            include = (include,)
+        include = list(include)
+        unknown = [n for n in include if n not in TECHNIQUES]
+        if unknown or not include:
+            raise ValueError(f"unknown technique(s) {unknown} in include; valid names: "
+                             f"{sorted(TECHNIQUES)}")
+        if len(set(include)) != len(include):
+            raise ValueError(f"include names a technique twice: {include}")
+        options = dict(options or {})
+        stray = sorted(set(options) - set(include))
+        if stray:
+            raise ValueError(f"options for technique(s) {stray} that are not included; "
+                             f"included: {include}")
+        classes = {name: technique_class(name) for name in include}
+        accepted = {name: _parameters(cls) for name, cls in classes.items()}
+        orphan = sorted(k for k in shared_options
+                        if not any(k in acc for acc in accepted.values()))
+        if orphan:
+            valid = sorted(set().union(*accepted.values()) - {"validation_data", "log_dir"})
+            raise ValueError(f"no included technique takes option(s) {orphan}; valid: {valid}")
+        self.session = _Session()
+        self.callbacks: dict[str, keras.callbacks.Callback] = {}
+        for name, cls in classes.items():
+            kwargs = {k: v for k, v in shared_options.items() if k in accepted[name]}
+            kwargs.update(options.get(name, {}))
+            if "validation_data" in accepted[name]:
+                kwargs["validation_data"] = validation_data
+            cb = cls(log_dir=log_dir, **kwargs)
+            if isinstance(cb, ExplanationCallback):
+                cb._attach(self.session)
+            self.callbacks[name] = cb
+        self.log_dir = log_dir
+
+    # -- forward every hook that Keras calls outside the batch loop -------------------------------
+    def set_model(self, model) -> None:
+        """Give the model to every member."""
+        super().set_model(model)
+        for cb in self.callbacks.values():
+            cb.set_model(model)
+
+    def set_params(self, params) -> None:
+        """Give the training parameters (``epochs``) to every member."""
+        super().set_params(params)
+        for cb in self.callbacks.values():
+            cb.set_params(params)
+
+    def on_train_begin(self, logs=None) -> None:
+        """Set every member up; the first configuration error raises ValueError."""
+        self.session = _Session()  # a fresh worker and writers for every fit()
+        for cb in self.callbacks.values():
+            if isinstance(cb, ExplanationCallback):
+                cb._attach(self.session)
+        for cb in self.callbacks.values():
+            cb.on_train_begin(logs)
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        """Forwarded to every member."""
+        for cb in self.callbacks.values():
+            cb.on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        """Every member logs its scheduled epochs."""
+        for cb in self.callbacks.values():
+            cb.on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None) -> None:
+        """Members finish, then the shared worker is drained and the writers are closed."""
+        members = list(self.callbacks.values())
+        for cb in members:
+            cb.on_train_end(logs)
+        explained = [cb for cb in members if isinstance(cb, ExplanationCallback)]
+        if explained:
+            explained[0]._close_session()
+            for cb in explained:
+                cb._report_worker_errors()
+
+    def trace_counts(self) -> dict[str, int]:
+        """Every member's tracing counts, keyed ``"<technique>/<computation>"``."""
+        out = {}
+        for name, cb in self.callbacks.items():
+            for key, value in getattr(cb, "trace_counts", dict)().items():
+                out[f"{name}/{key}"] = value
+        return out
+
+
+def _parameters(cls) -> set[str]:
+    return {p for p in inspect.signature(cls.__init__).parameters if p != "self"}

@@ -1,0 +1,272 @@
+"""Convolution filters: kernel grids, or activation-maximisation images."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_audit import render
+from keras_audit.callbacks.base import MIN_TILE, ExplanationCallback
+from keras_audit.explain import list_layers
+from keras_audit.explain._graph import GraphTap
+from keras_audit.explain.base import quiet_function, resolve_layer
+from keras_audit.explain.forward import model_input_shape
+
+MODES = ("weights", "maximize")
+#: filters per layer when ``max_filters`` is not given
+DEFAULT_MAX_FILTERS = {"weights": 32, "maximize": 8}
+
+
+class FilterCallback(ExplanationCallback):
+    """Logs what the convolution filters of chosen layers look for.
+
+    Each logged epoch writes one picture per layer, ``filters/<layer path>``:
+
+    - ``mode="weights"``: the first ``max_filters`` kernels as a tiled grid
+      (``render.filter_grid``). A layer that reads 3 channels (an RGB first layer) shows each
+      kernel as a colour tile, the layer scaled jointly so 0 is mid-grey; other layers show
+      each kernel averaged over its input channels, in grey, scaled on its own.
+    - ``mode="maximize"``: for ``max_filters`` filters spread over each layer, the input that
+      most excites the filter, found by ``steps`` steps of gradient ascent on the filter's mean
+      activation (normalised gradients, L2 and total-variation penalties, random jitter),
+      starting from the same seeded noise every epoch. All filters of all layers run as one
+      batch in one compiled loop, built once. Its cost per logged epoch is ``steps`` forward
+      and backward passes over ``layers x max_filters`` images: about 280 ms for the 4 conv
+      layers of the reference CNN in ``benchmarks/bench_callbacks.py`` (32x32x3, 8 filters,
+      20 steps), so give it a ``freq`` of several epochs on short epochs.
+
+    Args:
+        log_dir: folder for the event files.
+        layers: layer names or paths (``"backbone/conv2"``); ``None`` = every 2-D convolution
+            layer, nested models included.
+        mode: ``"weights"`` or ``"maximize"``.
+        max_filters: filters shown per layer (default 32 for weights, 8 for maximize).
+        freq, strict: as ``GradCAMCallback``.
+        steps: gradient-ascent steps (``maximize``).
+        learning_rate: step size as a fraction of the input range (``maximize``).
+        input_range: the ``(low, high)`` range of the model's inputs; the images are kept in it.
+        seed: seeds the starting noise and the jitter.
+
+    Example:
+        ```python
+        cb = FilterCallback("logs/run1", mode="maximize", max_filters=4)
+        model.fit(x, y, epochs=10, callbacks=[cb])
+        ```
+
+    Raises:
+        ValueError: a bad argument (on construction); an unknown layer, a layer that is not a
+            2-D convolution, or (``maximize``) a model whose input is not an image (in
+            ``on_train_begin``, before the first batch).
+    """
+
+    technique = "filters"
+    needs_data = False
+
+    def __init__(self, log_dir: str, layers: list[str] | str | None = None,
+                 mode: str = "weights", max_filters: int | None = None, freq: int = 1,
+                 strict: bool = False, steps: int = 20, learning_rate: float = 0.05,
+                 input_range: tuple[float, float] = (0.0, 1.0), seed: int = 0) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choices: {list(MODES)}")
+        if max_filters is None:
+            max_filters = DEFAULT_MAX_FILTERS[mode]
+        for name, value in (("max_filters", max_filters), ("steps", steps)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if not (isinstance(learning_rate, int | float) and learning_rate > 0):
+            raise ValueError(f"learning_rate must be a positive number; got {learning_rate!r}")
+        lo_hi = tuple(input_range) if isinstance(input_range, list | tuple) else ()
+        if len(lo_hi) != 2 or not all(np.isfinite(v) for v in lo_hi) or lo_hi[0] >= lo_hi[1]:
+            raise ValueError(f"input_range must be (low, high) with low < high; got "
+                             f"{input_range!r}")
+        if layers is not None:
+            layers = [layers] if isinstance(layers, str) else list(layers)
+            if not layers or not all(isinstance(n, str) for n in layers):
+                raise ValueError(f"layers must be layer names or None; got {layers!r}")
+        super().__init__(None, log_dir, num_samples=1, freq=freq, strict=strict, seed=seed)
+        self.layers = layers
+        self.mode = mode
+        self.max_filters = int(max_filters)
+        self.steps = int(steps)
+        self.learning_rate = float(learning_rate)
+        self.input_range = (float(lo_hi[0]), float(lo_hi[1]))
+        self.layer_paths: list[str] = []
+        self.filter_ids: dict[str, np.ndarray] = {}
+        self.maximizer: ActivationMaximizer | None = None
+        self._infos = []
+
+    def _setup(self) -> None:
+        infos = list_layers(self.model)
+        convs = [i for i in infos if _is_conv2d(i.layer)]
+        if self.layers is None:
+            if not convs:
+                raise ValueError(
+                    f"model {self.model.name!r} has no 2-D convolution layer to draw; name the "
+                    f"layers. Layers: {[i.path for i in infos]}"
+                )
+            chosen = convs
+        else:
+            chosen = []
+            for name in self.layers:
+                info = resolve_layer(infos, name)
+                if not _is_conv2d(info.layer):
+                    raise ValueError(
+                        f"layer {info.path!r} ({type(info.layer).__name__}) is not a 2-D "
+                        f"convolution; choices: {[i.path for i in convs]}"
+                    )
+                chosen.append(info)
+        self._infos = chosen
+        self.layer_paths = [i.path for i in chosen]
+        self.filter_ids = {}
+        for info in chosen:
+            n_filters = int(info.output_shape[-1])
+            k = min(self.max_filters, n_filters)
+            ids = np.arange(k) if self.mode == "weights" else \
+                np.unique(np.linspace(0, n_filters - 1, k).round().astype(int))
+            self.filter_ids[info.path] = ids
+        self.maximizer = None
+        if self.mode == "maximize":
+            shape = model_input_shape(self.model)
+            if len(shape) != 3 or None in shape:
+                raise ValueError(
+                    f"activation maximisation draws images; the model's input has shape "
+                    f"{(None, *shape)}, not a fixed (None, height, width, channels)"
+                )
+            self.maximizer = ActivationMaximizer(
+                self.model, self.filter_ids, steps=self.steps, learning_rate=self.learning_rate,
+                input_range=self.input_range, seed=self.seed)
+
+    def _compute(self, epoch: int) -> dict:
+        if self.mode == "weights":
+            kernels = {}
+            for info in self._infos:  # a copy: the weights move on while the worker draws
+                k = np.array(keras.ops.convert_to_numpy(info.layer.kernel), np.float32)
+                self.check_finite(k, f"kernels of {info.path!r}", epoch)
+                kernels[info.path] = k
+            return {"kernels": kernels}
+        images = self.maximizer()
+        self.check_finite(np.concatenate([v.ravel() for v in images.values()]),
+                          "activation-maximisation images", epoch)
+        return {"images": images}
+
+    def _write(self, payload: dict, step: int) -> None:
+        if self.mode == "weights":
+            for path, kernel in payload["kernels"].items():
+                picture = render.filter_grid(kernel, max_filters=self.max_filters, min_tile=32)
+                self.write_image(f"filters/{path}", picture, step)
+        else:
+            for path, images in payload["images"].items():
+                labels = [f"filter {f}" for f in self.filter_ids[path]]
+                picture = render.image_grid(images, captions=labels, min_tile=MIN_TILE)
+                self.write_image(f"filters/{path}", picture, step)
+
+    def trace_counts(self) -> dict[str, int]:
+        """Tracings of the compiled gradient-ascent loop (``maximize``; one in all)."""
+        return {} if self.maximizer is None else {"maximize": self.maximizer.trace_count}
+
+
+def _is_conv2d(layer) -> bool:
+    kernel = getattr(layer, "kernel", None)
+    return (isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)
+            and not isinstance(layer, keras.layers.Conv2DTranspose)
+            and kernel is not None and len(kernel.shape) == 4)
+
+
+class ActivationMaximizer:
+    """Regularised gradient ascent on the input for chosen filters, compiled once.
+
+    Hand-written because tf-keras-vis's ``ActivationMaximization`` fails on Keras 3 models
+    without a usable ``model.output`` (Sequential built with ``keras.Input``) and cannot reach
+    layers inside nested models; this runs the live model through the engine's ``GraphTap``.
+
+    Args:
+        model: a built model with image inputs ``(H, W, C)``.
+        filters: ``{layer path: filter indices}``; every (layer, filter) pair is one image.
+        steps: ascent steps.
+        learning_rate: step size as a fraction of the input range (gradients are normalised).
+        input_range: ``(low, high)``: the images start at its middle plus seeded noise and are
+            clipped to it.
+        l2, tv: weights of the L2 (towards the middle of the range) and total-variation
+            penalties, relative to the mean activation.
+        seed: seeds the starting noise and the jitter; the same seed gives the same images for
+            the same weights.
+
+    Call ``images = maximizer()`` -> ``{layer path: (k, H, W, C) float32}``.
+    """
+
+    def __init__(self, model: keras.Model, filters: dict[str, np.ndarray], steps: int = 20,
+                 learning_rate: float = 0.05, input_range: tuple[float, float] = (0.0, 1.0),
+                 l2: float = 1e-3, tv: float = 1e-2, seed: int = 0) -> None:
+        self.model = model
+        self.tap = GraphTap(model)
+        self.paths = list(filters)
+        self.sizes = [len(filters[p]) for p in self.paths]
+        shape = model_input_shape(model)
+        lo, hi = input_range
+        self._lo, self._hi = float(lo), float(hi)
+        self._mid, span = (lo + hi) / 2.0, hi - lo
+        self._lr = float(learning_rate) * span
+        self._l2, self._tv = float(l2), float(tv)
+        self.steps, self.seed = int(steps), int(seed)
+        total = sum(self.sizes)
+        rng = np.random.default_rng(seed)
+        start = self._mid + 0.05 * span * rng.standard_normal((total, *shape))
+        self._start = tf.constant(np.clip(start, lo, hi).astype(np.float32))
+        self._filters = [tf.constant(np.asarray(filters[p], np.int32)) for p in self.paths]
+        self.trace_count = 0
+        self._fn = quiet_function(self._traced)
+
+    def _objective(self, x):
+        """Per-image mean activation of its own filter, ``(total,)``."""
+        _, captured = self.tap.run(x, capture=self.paths, linear=False)
+        parts, start = [], 0
+        for path, size, ids in zip(self.paths, self.sizes, self._filters):
+            acts = captured[path][start:start + size]  # (k, h, w, C): this layer's images
+            chans = tf.gather(tf.transpose(acts, [0, 3, 1, 2]), ids, axis=1, batch_dims=1)
+            parts.append(tf.reduce_mean(chans, axis=[1, 2]))
+            start += size
+        return tf.concat(parts, axis=0)
+
+    def _traced(self):
+        self.trace_count += 1
+        x = self._start
+        for i in tf.range(self.steps):
+            shift = tf.random.stateless_uniform([2], seed=[self.seed, i], minval=-2, maxval=3,
+                                                dtype=tf.int32)
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                rolled = tf.roll(x, shift=shift, axis=[1, 2])
+                act = self._objective(rolled)
+                reg = self._l2 * tf.reduce_mean(tf.square(x - self._mid), axis=[1, 2, 3]) \
+                    + self._tv * _total_variation(x)
+                total = tf.reduce_sum(act - reg)
+            g = tape.gradient(total, x)
+            g = g / (tf.math.reduce_std(g, axis=[1, 2, 3], keepdims=True) + 1e-8)
+            x = tf.clip_by_value(x + self._lr * g, self._lo, self._hi)
+        return x
+
+    def activations(self, x) -> np.ndarray:
+        """Each image's mean activation of its own filter (to check the ascent worked)."""
+        return self._objective(tf.constant(np.asarray(x, np.float32))).numpy()
+
+    def __call__(self) -> dict[str, np.ndarray]:
+        """Run the ascent; ``{layer path: (k, H, W, C)}`` images."""
+        x = self._fn().numpy()
+        out, start = {}, 0
+        for path, size in zip(self.paths, self.sizes):
+            out[path] = x[start:start + size]
+            start += size
+        return out
+
+    @property
+    def start(self) -> np.ndarray:
+        """The starting images, all layers concatenated."""
+        return self._start.numpy()
+
+
+def _total_variation(x):
+    """Mean absolute difference between neighbouring pixels, per image."""
+    dh = tf.reduce_mean(tf.abs(x[:, 1:] - x[:, :-1]), axis=[1, 2, 3])
+    dw = tf.reduce_mean(tf.abs(x[:, :, 1:] - x[:, :, :-1]), axis=[1, 2, 3])
+    return dh + dw

@@ -1,0 +1,78 @@
+"""Gradient saliency maps (vanilla, SmoothGrad, Integrated Gradients, Gradient x Input)."""
+
+from __future__ import annotations
+
+from keras_audit.callbacks.base import AttributionCallback
+from keras_audit.explain import GradientInput, IntegratedGradients, Saliency, SmoothGrad
+
+#: the gradient methods this callback draws, by the name used in tags
+SALIENCY_METHODS = {
+    "vanilla": Saliency,
+    "smoothgrad": SmoothGrad,
+    "integrated_gradients": IntegratedGradients,
+    "gradient_input": GradientInput,
+}
+
+
+class SaliencyCallback(AttributionCallback):
+    """Logs gradient saliency maps of fixed validation samples to TensorBoard.
+
+    Each logged epoch writes the picture ``saliency/<method>``: every sample next to its map
+    overlaid on it, captioned with the true class, the predicted class and the confidence;
+    and the scalar ``explanations/stability/saliency/<method>``, the mean Spearman rank
+    correlation of the maps with the previous logged epoch's (from the second logged epoch).
+
+    Args:
+        validation_data: ``(x, y)``, ``x`` alone or a ``tf.data.Dataset`` of ``(x, y)`` batches.
+        log_dir: folder for the event files.
+        method: ``"vanilla"``, ``"smoothgrad"``, ``"integrated_gradients"`` or
+            ``"gradient_input"``.
+        num_samples, freq, targets, strict, class_names, colormap, alpha, seed: as
+            ``GradCAMCallback``.
+        method_options: keyword arguments for the explainer, e.g. ``{"num_samples": 8}`` for
+            SmoothGrad or ``{"steps": 16}`` for Integrated Gradients (each costs that many
+            gradient passes per sample per logged epoch).
+
+    Example:
+        ```python
+        cb = SaliencyCallback((x_val, y_val), "logs/run1", method="smoothgrad",
+                              method_options={"num_samples": 8})
+        model.fit(x, y, epochs=10, callbacks=[cb])
+        ```
+
+    Raises:
+        ValueError: an unknown method or option (on construction); data that does not fit the
+            model or labels out of range (in ``on_train_begin``, before the first batch).
+    """
+
+    technique = "saliency"
+
+    def __init__(self, validation_data, log_dir: str, method: str = "vanilla",
+                 num_samples: int = 16, freq: int = 1, targets: int | str | None = None,
+                 strict: bool = False, class_names: list[str] | None = None,
+                 method_options: dict | None = None, colormap: str = "inferno",
+                 alpha: float = 0.6, seed: int = 0) -> None:
+        if method not in SALIENCY_METHODS:
+            raise ValueError(f"unknown method {method!r}; choices: {sorted(SALIENCY_METHODS)}")
+        options = dict(method_options or {})
+        import inspect
+
+        accepted = set(inspect.signature(SALIENCY_METHODS[method].__init__).parameters)
+        unknown = sorted(set(options) - (accepted - {"self", "model"}))
+        if unknown:
+            valid = sorted(accepted - {"self", "model"})
+            raise ValueError(f"unknown option(s) {unknown} for method {method!r}; valid: {valid}")
+        super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
+                         targets=targets, strict=strict, class_names=class_names,
+                         colormap=colormap, alpha=alpha, seed=seed)
+        self.method = method
+        self.method_options = options
+        self.stability_tag = f"explanations/stability/saliency/{method}"
+
+    @property
+    def tag(self) -> str:
+        """``"saliency/<method>"``."""
+        return f"saliency/{self.method}"
+
+    def _build_explainer(self):
+        return SALIENCY_METHODS[self.method](self.model, **self.method_options)

@@ -1,0 +1,341 @@
+"""The ``keras-audit`` command.
+
+::
+
+    keras-audit report MODEL.keras --data DATA.npz --out DIR [--x-key x] [--y-key y]
+                [--class-names a,b,c] [--checks performance,shap,lime,pruning,sanity]
+                [--samples N] [--seed S] [--card card.yaml] [--quiet] [--unsafe]
+    keras-audit --version
+
+Every check that needs no TensorFlow (arguments, files, the arrays, the card) runs before
+TensorFlow is imported, so bad input is refused in well under a second. Bad input exits with
+status 2 and one line on stderr, never a traceback. The model is loaded with Keras's safe mode
+on: a model holding a ``Lambda`` layer (arbitrary Python code) is refused unless ``--unsafe``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+from keras_audit import __version__
+
+#: valid ``--checks`` names; the same tuple as ``keras_audit.audit.report.CHECKS`` (kept here
+#: so that validating arguments never imports TensorFlow; a test keeps the two equal)
+CHECKS = ("performance", "shap", "lime", "pruning", "sanity")
+PROG = "keras-audit"
+
+
+class UsageError(Exception):
+    """Bad input from the command line: reported as one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors in one line (no usage block) and exits with status 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        print(f"{PROG}: error: {message} (see '{PROG} --help')", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``keras-audit`` (sub-command ``report``)."""
+    parser = _Parser(prog=PROG, description="Audit a trained Keras 3 model and write a "
+                     "compliance report (report.html, report.json, CSV tables).")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    rep = sub.add_parser("report", help="audit MODEL on DATA and write the report into --out",
+                         description="Audit MODEL on the arrays in DATA and write report.html, "
+                         "report.json and one CSV per table into --out.")
+    rep.add_argument("model", metavar="MODEL", help="a saved Keras model (.keras)")
+    rep.add_argument("--data", required=True, metavar="DATA.npz",
+                     help="a NumPy .npz archive with the inputs and labels (loaded with "
+                     "allow_pickle=False); optional arrays 'class_names' and 'feature_names'")
+    rep.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
+    rep.add_argument("--x-key", default="x", help="name of the inputs array (default: x)")
+    rep.add_argument("--y-key", default="y", help="name of the labels array (default: y)")
+    rep.add_argument("--class-names", default=None, metavar="A,B,C",
+                     help="comma-separated class names (default: the archive's 'class_names' "
+                     "array, else 0, 1, ...)")
+    rep.add_argument("--checks", default=",".join(CHECKS), metavar="LIST",
+                     help=f"comma-separated analyses to run (default: all: {','.join(CHECKS)})")
+    rep.add_argument("--samples", type=_positive_int, default=None, metavar="N",
+                     help="how many samples the explanation analyses use (default: 32)")
+    rep.add_argument("--seed", type=_non_negative_int, default=0, metavar="S",
+                     help="seed for every random choice (default: 0)")
+    rep.add_argument("--card", default=None, metavar="card.yaml",
+                     help="a YAML model card: owners, version, licence, citation, intended_use, "
+                     "limitations, risks, ...")
+    rep.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    rep.add_argument("--unsafe", action="store_true",
+                     help="load the model with Keras's safe mode off (allows Lambda layers: "
+                     "only for files you trust)")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit status (0 success, 2 bad input).
+
+    Args:
+        argv: the arguments without the program name (default: ``sys.argv[1:]``).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return _report(args)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+# -- the report command ---------------------------------------------------------------------------
+
+def parse_checks(text: str) -> tuple[str, ...]:
+    """``"performance,shap"`` -> ``("performance", "shap")``; UsageError names unknown checks."""
+    names = [c.strip() for c in text.replace(" ", ",").split(",") if c.strip()]
+    unknown = [c for c in names if c not in CHECKS]
+    if unknown or not names:
+        raise UsageError(f"unknown check(s) {unknown or [text]}; valid checks: "
+                         f"{','.join(CHECKS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def _existing_file(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{what} file not found: {path}")
+    if not p.is_file():
+        raise UsageError(f"{what} is not a file: {path}")
+    return p
+
+
+def load_arrays(path: Path, x_key: str, y_key: str):
+    """Read ``x``, ``y`` and the optional name arrays from an ``.npz`` archive, pickles refused.
+
+    Returns:
+        ``(x, y, class_names or None, feature_names or None)``.
+
+    Raises:
+        UsageError: not an .npz archive, a missing key, an object (pickled) array, a
+            non-numeric array, or x and y of different lengths.
+    """
+    import numpy as np
+
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise UsageError(f"{path} holds pickled data, which keras-audit does not load "
+                             "(allow_pickle=False); save plain arrays with np.savez") from None
+        raise UsageError(f"{path} is not a NumPy .npz archive: {_first_line(exc)}") from None
+    except (OSError, EOFError) as exc:
+        raise UsageError(f"{path} could not be read as a NumPy .npz archive: "
+                         f"{_first_line(exc)}") from None
+    if not hasattr(archive, "files"):
+        raise UsageError(f"{path} holds a single array; give an .npz archive with arrays "
+                         f"'{x_key}' and '{y_key}' (np.savez(path, {x_key}=x, {y_key}=y))")
+    with archive:
+        arrays = {}
+        for key, required in ((x_key, True), (y_key, True), ("class_names", False),
+                              ("feature_names", False)):
+            if key not in archive.files:
+                if required:
+                    raise UsageError(f"{path} has no array {key!r}; arrays in the archive: "
+                                     f"{sorted(archive.files)} (choose with --x-key/--y-key)")
+                continue
+            try:
+                arrays[key] = archive[key]
+            except ValueError as exc:
+                if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+                    raise UsageError(f"array {key!r} in {path} holds Python objects (a "
+                                     "pickled/object array), which keras-audit does not load; "
+                                     "store numbers (or fixed-width strings for names)") from None
+                raise UsageError(f"array {key!r} in {path} could not be read: "
+                                 f"{_first_line(exc)}") from None
+            except (OSError, EOFError) as exc:
+                raise UsageError(f"array {key!r} in {path} could not be read: "
+                                 f"{_first_line(exc)}") from None
+    x, y = arrays[x_key], arrays[y_key]
+    for key, a in ((x_key, x), (y_key, y)):
+        if a.dtype.kind not in "biuf":
+            raise UsageError(f"array {key!r} in {path} has dtype {a.dtype}; it must be numeric")
+        if a.ndim == 0:
+            raise UsageError(f"array {key!r} in {path} is a scalar; it must have one row per "
+                             "sample")
+    if len(y) != len(x):
+        raise UsageError(f"y does not match x: {x_key!r} has {len(x)} samples but {y_key!r} has "
+                         f"{len(y)}")
+    names = {}
+    for key in ("class_names", "feature_names"):
+        if key in arrays:
+            a = arrays[key]
+            if a.dtype.kind not in "US" or a.ndim != 1:
+                raise UsageError(f"array {key!r} in {path} must be a 1-D array of strings; got "
+                                 f"dtype {a.dtype} and shape {a.shape}")
+            names[key] = [str(v) for v in a.tolist()]
+    return x, y, names.get("class_names"), names.get("feature_names")
+
+
+def load_card(path: Path) -> dict:
+    """Read a YAML model card into a dict; UsageError when it is not YAML or not a mapping."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        card = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"card {path} could not be read: {_first_line(exc)}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"card {path} is not valid YAML: {_first_line(exc)}") from None
+    if card is None:
+        return {}
+    if not isinstance(card, dict):
+        raise UsageError(f"card {path} must be a YAML mapping (key: value lines); got "
+                         f"{type(card).__name__}")
+    return card
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+@contextlib.contextmanager
+def _native_stderr_to(path: str):
+    """Send file descriptor 2 to ``path`` while Python's ``sys.stderr`` keeps the terminal.
+
+    TensorFlow's C++ start-up messages ("oneDNN custom operations", "cuInit") are written
+    straight to descriptor 2; they would break the one-line error contract. Python-level
+    output (tqdm, warnings, error lines, tracebacks) still reaches the terminal.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real descriptor (e.g. captured stderr)
+        yield
+        return
+    terminal = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+    old_stderr = sys.stderr
+    sink = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.dup2(sink, 2)
+        sys.stderr = terminal
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stderr = old_stderr
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(sink)
+        terminal.close()
+
+
+def _report(args) -> int:
+    """``keras-audit report``: validate everything cheap, then load the model and run the audit."""
+    checks = parse_checks(args.checks)
+    model_path = _existing_file(args.model, "model")
+    if model_path.suffix == ".keras":
+        import zipfile
+
+        if not zipfile.is_zipfile(model_path):
+            raise UsageError(f"{model_path} is not a Keras .keras archive (a zip file); save "
+                             "the model with model.save('name.keras')")
+    data_path = _existing_file(args.data, "data")
+    card = load_card(_existing_file(args.card, "card")) if args.card else None
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a folder")
+    x, y, archive_names, feature_names = load_arrays(data_path, args.x_key, args.y_key)
+    class_names = archive_names
+    if args.class_names is not None:
+        class_names = [c.strip() for c in args.class_names.split(",")]
+        if any(not c for c in class_names):
+            raise UsageError(f"--class-names has an empty name: {args.class_names!r}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with tempfile.NamedTemporaryFile(prefix="keras-audit-", suffix=".log", delete=False) as log:
+        native_log = log.name
+    try:
+        with _native_stderr_to(native_log):
+            return _audit(args, model_path, x, y, class_names, feature_names, card, checks,
+                          out_dir)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(native_log)
+
+
+def _load_model(path: Path, unsafe: bool):
+    import keras
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return keras.saving.load_model(path, safe_mode=not unsafe)
+    except Exception as exc:  # Keras raises many types for unreadable files
+        text = _first_line(exc)
+        if "Lambda" in text and ("safe_mode" in text or "unsafe" in text):
+            raise UsageError(f"{path} contains a Lambda layer (arbitrary Python code), which "
+                             "safe mode refuses; pass --unsafe only if you trust the file") from None
+        raise UsageError(f"could not load the model {path}: {text}") from None
+
+
+def _audit(args, model_path: Path, x, y, class_names, feature_names, card, checks,
+           out_dir: Path) -> int:
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    from keras_audit.audit.report import AuditInputError, run
+
+    model = _load_model(model_path, args.unsafe)
+    progress = None
+    if not args.quiet:
+        from functools import partial
+
+        from tqdm import tqdm
+
+        progress = partial(tqdm, file=sys.stderr, leave=True, dynamic_ncols=True,
+                           bar_format="{desc:<28}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                           "[{elapsed}<{remaining}]")
+    try:
+        report = run(model, x, y, class_names=class_names, checks=checks, out_dir=out_dir,
+                     seed=args.seed, card=card, samples=args.samples, progress=progress,
+                     feature_names=feature_names)
+    except AuditInputError as exc:
+        raise UsageError(_first_line(exc)) from None
+    html = out_dir / "report.html"
+    if not args.quiet:
+        for line in report.summary_lines():
+            print(line)
+    print(f"report: {html}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

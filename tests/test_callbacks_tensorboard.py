@@ -1,0 +1,133 @@
+"""The real TensorBoard server serves what the callbacks wrote; a headless browser shows it.
+
+A tiny CNN trains 2 epochs with ``AuditCallback``; ``tensorboard`` is started on 127.0.0.1 on a
+free port against the run's folder. Its HTTP API must list our image tags with one sample each
+and both steps, serve the very PNGs we wrote, and list the explanation scalars. When Chromium is
+installed (``.ci/run`` installs it), the Images dashboard is loaded headless and its screenshot
+saved to ``test-artifacts/callbacks_tensorboard_images.png``.
+"""
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _callbacks_data import CLASS_NAMES, read_events, shapes, tiny_cnn
+from PIL import Image
+
+from keras_audit.callbacks import AuditCallback
+
+TAGS = {"gradcam/conv2", "saliency/vanilla", "activations/conv1", "activations/conv2",
+        "filters/conv1", "filters/conv2"}
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists(
+    "/usr/bin/chromium") else None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 10.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    x, y, xv, yv = shapes(n=160)
+    log_dir = tmp_path_factory.mktemp("tb_run")
+    model = tiny_cnn()
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0,
+              callbacks=[AuditCallback((xv, yv), str(log_dir), num_samples=8,
+                                       class_names=CLASS_NAMES)])
+    port = _free_port()
+    exe = Path(sys.executable).with_name("tensorboard")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "tensorboard.main"]
+    proc = subprocess.Popen(cmd + ["--logdir", str(log_dir), "--host", "127.0.0.1",
+                                   "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    tags: dict = {}
+    deadline = time.time() + 90
+    try:
+        while time.time() < deadline:  # the server starts, then loads the run in the background
+            if proc.poll() is not None:
+                pytest.fail(f"tensorboard exited: {proc.stderr.read()[-2000:]}")
+            try:
+                tags = json.loads(_get(f"{base}/data/plugin/images/tags")).get(".", {})
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                tags = {}
+            if TAGS <= set(tags):
+                break
+            time.sleep(0.5)
+        yield base, log_dir, tags
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_server_lists_our_image_tags_with_one_sample_each(server):
+    _, _, tags = server
+    assert set(tags) == TAGS
+    assert all(meta["samples"] == 1 for meta in tags.values())
+
+
+def test_the_server_serves_our_pictures_at_each_step(server):
+    base, log_dir, _ = server
+    ours = read_events(str(log_dir))["images"]
+    for tag in TAGS:
+        url = f"{base}/data/plugin/images/images?run=.&tag={urllib.request.quote(tag)}&sample=0"
+        entries = json.loads(_get(url))
+        assert [e["step"] for e in entries] == [0, 1], tag
+        last = _get(f"{base}/data/plugin/images/individualImage?{entries[-1]['query']}")
+        served = np.asarray(Image.open(io.BytesIO(last)).convert("RGB"))
+        np.testing.assert_array_equal(served, ours[tag][-1][1])
+
+
+def test_the_server_lists_the_explanation_scalars(server):
+    base, _, _ = server
+    scalars = json.loads(_get(f"{base}/data/plugin/scalars/tags")).get(".", {})
+    assert {"explanations/deletion_auc", "explanations/insertion_auc",
+            "explanations/random_deletion_auc", "explanations/random_insertion_auc",
+            "explanations/stability", "explanations/stability/saliency/vanilla"} <= set(scalars)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
+def test_the_images_dashboard_renders_in_a_headless_browser(server, tmp_path):
+    base, _, _ = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "callbacks_tensorboard_images.png"
+    if shot.exists():
+        shot.unlink()
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+           "--window-size=1400,1100", "--virtual-time-budget=20000",
+           "--hide-scrollbars", f"--screenshot={shot}", f"{base}/?darkMode=false#images"]
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
+                   check=False)
+    assert shot.exists(), "chromium wrote no screenshot"
+    picture = np.asarray(Image.open(shot).convert("RGB"))
+    assert picture.shape[:2] == (1100, 1400)
+    header = picture[:40].reshape(-1, 3).astype(int)  # TensorBoard's orange toolbar
+    assert np.mean((header[:, 0] > 200) & (header[:, 1] > 90) & (header[:, 1] < 160)
+                   & (header[:, 2] < 60)) > 0.5
+    # our pictures (viridis channel maps, colour kernels) fill the dashboard's cards
+    body = picture[150:].reshape(-1, 3)
+    assert len(np.unique(body, axis=0)) > 2000
