@@ -19,8 +19,8 @@ test: $(STAMP)
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) examples/demo.py
 
-BENCHES := bench_explain bench_callbacks soak_callbacks bench_audit_pruning \
-	bench_audit_explainers bench_render bench_report
+BENCHES := bench_explain bench_callbacks soak_callbacks bench_audit \
+	bench_render bench_report
 
 bench: $(STAMP)
 	set -e; for b in $(BENCHES); do echo "== $$b"; TF_CPP_MIN_LOG_LEVEL=2 $(PY) benchmarks/$$b.py; done

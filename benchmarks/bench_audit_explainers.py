@@ -36,8 +36,8 @@ import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _reference import reference_cnn  # noqa: E402
 
 from keras_audit.audit.lime_analysis import lime_explanations  # noqa: E402
 from keras_audit.audit.shap_values import shap_values  # noqa: E402
@@ -45,20 +45,6 @@ from keras_audit.explain.forward import CompiledForward  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from _shap_lime_data import breast_cancer, trained_mlp  # noqa: E402
-
-
-def cnn() -> keras.Model:
-    """The reference CNN of bench_explain.py (32x32x3, four convolutions, 10 classes)."""
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((32, 32, 3))
-    h = inp
-    for i, f in enumerate((32, 32, 64, 64)):
-        h = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i}")(h)
-        if i % 2:
-            h = keras.layers.MaxPooling2D()(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    out = keras.layers.Dense(10, activation="softmax", name="probs")(h)
-    return keras.Model(inp, out)
 
 
 def timed(fn) -> float:
@@ -79,7 +65,7 @@ def interleaved(funcs: dict, reps: int) -> dict:
 def bench_lime(reps: int, slow_reps: int) -> None:
     from lime import lime_image
 
-    model = cnn()
+    model = reference_cnn(compiled=False)
     rng = np.random.default_rng(0)
     x = rng.random((1000, 32, 32, 3), dtype=np.float32)
     image = x[0]

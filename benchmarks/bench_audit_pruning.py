@@ -24,28 +24,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _reference import reference_cnn  # noqa: E402
 
 from keras_audit.audit._weights import weights_hash  # noqa: E402
 from keras_audit.audit.pruning import prunable_kernels, pruning_impact  # noqa: E402
 from keras_audit.explain.forward import CompiledForward  # noqa: E402
 
 LEVELS = tuple(round(0.1 * i, 1) for i in range(10))
-
-
-def cnn() -> keras.Model:
-    """The reference CNN of bench_explain.py (32x32x3, four convolutions, 10 classes)."""
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((32, 32, 3))
-    h = inp
-    for i, f in enumerate((32, 32, 64, 64)):
-        h = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i}")(h)
-        if i % 2:
-            h = keras.layers.MaxPooling2D()(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    out = keras.layers.Dense(10, activation="softmax", name="probs")(h)
-    model = keras.Model(inp, out)
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
 
 
 def naive_sweep(model: keras.Model, x, y, levels=LEVELS) -> list[float]:
@@ -80,7 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     x = rng.random((args.n, 32, 32, 3)).astype("float32")
-    model = cnn()
+    model = reference_cnn(compiled=True)
     y = model.predict(x, verbose=0).argmax(1)  # labels the dense model gets right
     y[: args.n // 4] = rng.integers(0, 10, args.n // 4)  # and some it may not
     before = weights_hash(model)

@@ -26,25 +26,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _reference import reference_cnn  # noqa: E402
 
 from keras_audit.callbacks import AuditCallback  # noqa: E402
 from keras_audit.datasets import load_digits_images  # noqa: E402
-
-
-def cnn() -> keras.Model:
-    """The reference CNN of benchmarks/bench_explain.py (about 66k parameters)."""
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((32, 32, 3))
-    h = inp
-    for i, f in enumerate((32, 32, 64, 64)):
-        h = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i}")(h)
-        if i % 2:
-            h = keras.layers.MaxPooling2D(name=f"pool{i}")(h)
-    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
-    out = keras.layers.Dense(10, activation="softmax", name="probs")(h)
-    model = keras.Model(inp, out)
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
 
 
 def data():
@@ -87,7 +72,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4, help="epochs per fit (the first is dropped)")
     args = ap.parse_args()
     x, y, xv, yv = data()
-    model = cnn()
+    model = reference_cnn(compiled=True)
     model.fit(x, y, batch_size=64, epochs=1, verbose=0)  # warm-up: trace the train step
     plain_epochs, audit_epochs, pair_ratios = [], [], []
     plain_cpu, audit_cpu = [], []

@@ -15,9 +15,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _reference import reference_cnn  # noqa: E402
 
 from keras_audit.explain import (  # noqa: E402
     GradCAM,
@@ -29,26 +29,12 @@ from keras_audit.explain import (  # noqa: E402
 )
 
 
-def cnn() -> keras.Model:
-    """The reference CNN on 32x32x3 inputs (functional, so tf-keras-vis can run on it)."""
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((32, 32, 3))
-    h = inp
-    for i, f in enumerate((32, 32, 64, 64)):
-        h = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i}")(h)
-        if i % 2:
-            h = keras.layers.MaxPooling2D()(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    out = keras.layers.Dense(10, activation="softmax")(h)
-    return keras.Model(inp, out)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--batch", type=int, default=128)
     args = ap.parse_args()
-    model = cnn()
+    model = reference_cnn(compiled=False)
     x = np.random.default_rng(0).random((args.batch, 32, 32, 3)).astype("float32")
     xt = tf.constant(x)
     targets = np.arange(args.batch) % 10

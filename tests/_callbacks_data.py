@@ -1,17 +1,14 @@
-"""Tiny models, data and an event-file reader shared by the callback tests."""
+"""Tiny models and data shared by the callback tests (the event-file reader is in ``_tb``)."""
 
 from __future__ import annotations
 
-import io
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from PIL import Image  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from _tb import read_events  # noqa: E402,F401  (re-exported for the callback tests)
 
 from keras_audit.datasets import make_shapes  # noqa: E402
 
@@ -47,33 +44,6 @@ def tiny_cnn(size: int = 16, seed: int = 0, nested: bool = False) -> keras.Model
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     return model
-
-
-def read_events(log_dir: str) -> dict:
-    """Every summary under ``log_dir`` (one run), read by TensorBoard's own reader.
-
-    Returns ``{"images": {tag: [(step, picture uint8 (H, W, 3), (w, h) declared)]},
-    "scalars": {tag: [(step, value)]}}``. TF2 writes images and scalars as tensor summaries,
-    which ``EventAccumulator`` lists under ``tensors``; the plugin name tells them apart.
-    """
-    acc = EventAccumulator(str(log_dir), size_guidance={"images": 0, "tensors": 0, "scalars": 0})
-    acc.Reload()
-    out: dict = {"images": {}, "scalars": {}}
-    for tag in acc.Tags()["tensors"]:
-        plugin = acc.SummaryMetadata(tag).plugin_data.plugin_name
-        for ev in acc.Tensors(tag):
-            value = tf.make_ndarray(ev.tensor_proto)
-            if plugin == "images":
-                assert len(value) == 3, f"{tag}: one image per record expected, got {len(value)}"
-                picture = np.asarray(Image.open(io.BytesIO(value[2])).convert("RGB"))
-                out["images"].setdefault(tag, []).append(
-                    (ev.step, picture, (int(value[0]), int(value[1]))))
-            elif plugin == "scalars":
-                out["scalars"].setdefault(tag, []).append((ev.step, float(value)))
-    for tag in acc.Tags()["images"]:  # legacy image records, should there be any
-        out["images"].setdefault(tag, []).extend(
-            (e.step, None, (e.width, e.height)) for e in acc.Images(tag))
-    return out
 
 
 def weights_of(model: keras.Model) -> list[np.ndarray]:

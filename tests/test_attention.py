@@ -17,10 +17,7 @@ import warnings  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402
-    EventAccumulator,
-)
+from _tb import images_and_scalars as read_events  # noqa: E402
 
 from keras_audit.callbacks.attention import AttentionMapsCallback  # noqa: E402
 from keras_audit.callbacks.base import ExplanationLoggingWarning  # noqa: E402
@@ -93,23 +90,6 @@ def marked_transformer(seed=0):
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     return model
-
-
-def read_events(log_dir):
-    """Images and scalars as TensorBoard reads them: ``({tag: [(step, uint8 HxWx3)]},
-    {tag: {step: value}})`` (TF2 summaries are stored as tensors with a plugin name)."""
-    acc = EventAccumulator(log_dir, size_guidance={"tensors": 0})
-    acc.Reload()
-    images, scalars = {}, {}
-    for tag in acc.Tags()["tensors"]:
-        plugin = acc.SummaryMetadata(tag).plugin_data.plugin_name
-        events = acc.Tensors(tag)
-        if plugin == "images":
-            images[tag] = [(e.step, tf.io.decode_png(e.tensor_proto.string_val[2]).numpy())
-                           for e in events]
-        elif plugin == "scalars":
-            scalars[tag] = {e.step: float(tf.make_ndarray(e.tensor_proto)) for e in events}
-    return images, scalars
 
 
 def peak_fraction(scores, p):

@@ -11,17 +11,15 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _callbacks_data import CLASS_NAMES, read_events, shapes, tiny_cnn
+from _callbacks_data import CLASS_NAMES, shapes, tiny_cnn
+from _tb import http_get, read_events, tensorboard_server
 from PIL import Image
 
 from keras_audit.callbacks import AuditCallback
@@ -33,17 +31,6 @@ CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists(
     "/usr/bin/chromium") else None)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, timeout: float = 10.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     x, y, xv, yv = shapes(n=160)
@@ -52,34 +39,15 @@ def server(tmp_path_factory):
     model.fit(x, y, epochs=2, batch_size=32, verbose=0,
               callbacks=[AuditCallback((xv, yv), str(log_dir), num_samples=8,
                                        class_names=CLASS_NAMES)])
-    port = _free_port()
-    exe = Path(sys.executable).with_name("tensorboard")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "tensorboard.main"]
-    proc = subprocess.Popen(cmd + ["--logdir", str(log_dir), "--host", "127.0.0.1",
-                                   "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
     tags: dict = {}
-    deadline = time.time() + 90
-    try:
-        while time.time() < deadline:  # the server starts, then loads the run in the background
-            if proc.poll() is not None:
-                pytest.fail(f"tensorboard exited: {proc.stderr.read()[-2000:]}")
-            try:
-                tags = json.loads(_get(f"{base}/data/plugin/images/tags")).get(".", {})
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                tags = {}
-            if TAGS <= set(tags):
-                break
-            time.sleep(0.5)
+
+    def ready(base: str) -> bool:  # the server loads the run in the background
+        tags.clear()
+        tags.update(json.loads(http_get(f"{base}/data/plugin/images/tags")).get(".", {}))
+        return TAGS <= set(tags)
+
+    with tensorboard_server(log_dir, ready) as base:
         yield base, log_dir, tags
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_the_server_lists_our_image_tags_with_one_sample_each(server):
@@ -93,16 +61,16 @@ def test_the_server_serves_our_pictures_at_each_step(server):
     ours = read_events(str(log_dir))["images"]
     for tag in TAGS:
         url = f"{base}/data/plugin/images/images?run=.&tag={urllib.request.quote(tag)}&sample=0"
-        entries = json.loads(_get(url))
+        entries = json.loads(http_get(url))
         assert [e["step"] for e in entries] == [0, 1], tag
-        last = _get(f"{base}/data/plugin/images/individualImage?{entries[-1]['query']}")
+        last = http_get(f"{base}/data/plugin/images/individualImage?{entries[-1]['query']}")
         served = np.asarray(Image.open(io.BytesIO(last)).convert("RGB"))
         np.testing.assert_array_equal(served, ours[tag][-1][1])
 
 
 def test_the_server_lists_the_explanation_scalars(server):
     base, _, _ = server
-    scalars = json.loads(_get(f"{base}/data/plugin/scalars/tags")).get(".", {})
+    scalars = json.loads(http_get(f"{base}/data/plugin/scalars/tags")).get(".", {})
     assert {"explanations/deletion_auc", "explanations/insertion_auc",
             "explanations/random_deletion_auc", "explanations/random_insertion_auc",
             "explanations/stability", "explanations/stability/saliency/vanilla"} <= set(scalars)

@@ -10,10 +10,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json  # noqa: E402
 import math  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.parse  # noqa: E402
 import urllib.request  # noqa: E402
@@ -24,12 +20,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _tb import http_get, tensorboard_server  # noqa: E402
+from _tb import images_and_scalars as read_events  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.metrics import silhouette_score  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402
-    EventAccumulator,
-)
 from tensorboard.plugins.projector import ProjectorConfig  # noqa: E402
 
 from keras_audit.callbacks.base import ExplanationLoggingWarning  # noqa: E402
@@ -161,57 +156,17 @@ def test_scatter_and_silhouette_events(run):
     assert values[EPOCHS - 1] > 0.2
 
 
-def read_events(log_dir):
-    """Images and scalars as TensorBoard reads them: ``({tag: [(step, uint8 HxWx3)]},
-    {tag: {step: value}})`` (TF2 summaries are stored as tensors with a plugin name)."""
-    acc = EventAccumulator(log_dir, size_guidance={"tensors": 0})
-    acc.Reload()
-    images, scalars = {}, {}
-    for tag in acc.Tags()["tensors"]:
-        plugin = acc.SummaryMetadata(tag).plugin_data.plugin_name
-        events = acc.Tensors(tag)
-        if plugin == "images":
-            images[tag] = [(e.step, tf.io.decode_png(e.tensor_proto.string_val[2]).numpy())
-                           for e in events]
-        elif plugin == "scalars":
-            scalars[tag] = {e.step: float(tf.make_ndarray(e.tensor_proto)) for e in events}
-    return images, scalars
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url, timeout=5.0):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read()
-
-
 def test_tensorboard_server_serves_the_projector_run(run):
     _, cb, log_dir = run
-    exe = Path(sys.executable).with_name("tensorboard")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "tensorboard.main"]
-    port = _free_port()
-    proc = subprocess.Popen(command + ["--logdir", log_dir, "--host", "127.0.0.1",
-                                       "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/data/plugin/projector"
-    try:
-        runs = None
-        deadline = time.monotonic() + 45
-        while time.monotonic() < deadline:
-            try:
-                runs = json.loads(_get(f"{base}/runs"))
-                if runs:
-                    break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            assert proc.poll() is None, "tensorboard exited"
-            time.sleep(0.5)
+
+    def ready(root: str) -> bool:
+        return bool(json.loads(http_get(f"{root}/data/plugin/projector/runs")))
+
+    with tensorboard_server(log_dir, ready, timeout=45) as root:
+        base = f"{root}/data/plugin/projector"
+        runs = json.loads(http_get(f"{base}/runs"))
         assert runs == ["."]
-        info = json.loads(_get(f"{base}/info?run=."))
+        info = json.loads(http_get(f"{base}/info?run=."))
         served = {e["tensorName"]: e for e in info["embeddings"]}
         assert set(served) == {cb.tensor_name}
         emb = served[cb.tensor_name]
@@ -219,16 +174,13 @@ def test_tensorboard_server_serves_the_projector_run(run):
         assert emb["metadataPath"] == "metadata.tsv"
         assert [int(v) for v in emb["sprite"]["singleImageDim"]] == [8, 8]
         name = urllib.parse.quote(cb.tensor_name)
-        tensor = np.frombuffer(_get(f"{base}/tensor?run=.&name={name}"), np.float32)
+        tensor = np.frombuffer(http_get(f"{base}/tensor?run=.&name={name}"), np.float32)
         np.testing.assert_allclose(tensor.reshape(N, 16), cb.last_embedding, atol=1e-6)
-        metadata = _get(f"{base}/metadata?run=.&name={name}").decode().splitlines()
+        metadata = http_get(f"{base}/metadata?run=.&name={name}").decode().splitlines()
         assert len(metadata) == N + 1 and metadata[0] == "label\tpredicted"
-        assert _get(f"{base}/sprite_image?run=.&name={name}")[:8] == b"\x89PNG\r\n\x1a\n"
-        tags = json.loads(_get(f"http://127.0.0.1:{port}/data/plugin/images/tags"))
+        assert http_get(f"{base}/sprite_image?run=.&name={name}")[:8] == b"\x89PNG\r\n\x1a\n"
+        tags = json.loads(http_get(f"{root}/data/plugin/images/tags"))
         assert "embeddings/features" in tags["."]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def test_without_labels_metadata_has_one_column_and_no_header(tmp_path):

@@ -514,6 +514,8 @@ def _curves(table: pd.DataFrame, column: str, ylabel: str, ylim=None):
     fig = _new_figure((6.4, 3.8))
     ax = fig.add_subplot()
     for is_global, label, g in _series(table):
+        if g[column].isna().all():  # e.g. drift measured for global pruning only
+            continue
         ax.plot(g["sparsity"], g[column], marker="o", ms=3,
                 lw=2.5 if is_global else 1.2, color="black" if is_global else None,
                 label=label)

@@ -228,21 +228,16 @@ def _merge_options(options: dict | None) -> dict:
 
 
 def _class_names(class_names, spec) -> list[str]:
-    if spec.task == "regression":
-        if class_names is not None:
-            raise AuditInputError("class_names was given but the model is a regression model")
-        return [f"output_{i}" for i in range(spec.n_classes)]
-    if class_names is None:
-        return [str(i) for i in range(spec.n_classes)]
-    if isinstance(class_names, str):
-        raise AuditInputError("class_names must be a sequence of names, not one string")
-    names = [str(c) for c in class_names]
-    if len(names) != spec.n_classes:
-        raise AuditInputError(f"class_names has {len(names)} names but the model has "
-                              f"{spec.n_classes} classes")
-    if len(set(names)) != len(names):
-        raise AuditInputError(f"class_names has duplicates: {names}")
-    return names
+    """The checked class names (the same rules as ``performance``), as ``AuditInputError``; a
+    regression model takes none."""
+    from keras_audit.audit.performance import _class_names as checked_names
+
+    if spec.task == "regression" and class_names is not None:
+        raise AuditInputError("class_names was given but the model is a regression model")
+    try:
+        return checked_names(class_names, spec)
+    except ValueError as exc:
+        raise AuditInputError(str(exc)) from None
 
 
 def _noop_progress(**_kwargs):
