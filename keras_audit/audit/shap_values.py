@@ -10,6 +10,7 @@ and turns shap's known failures into a ``ValueError`` naming a method that works
 from __future__ import annotations
 
 import contextlib
+import textwrap
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -383,7 +384,9 @@ def _image_figure(x: np.ndarray, res: ShapResult, class_names, max_rows: int = 6
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"SHAP ({res.method}): red raises the output, blue lowers it", fontsize=9)
+    # wrapped to the figure's width: with one output column the figure is narrow
+    title = f"SHAP ({res.method}): red raises the output, blue lowers it"
+    fig.suptitle(textwrap.fill(title, width=max(20, int(11 * 1.6 * (k + 1)))), fontsize=9)
     return fig
 
 
