@@ -738,16 +738,14 @@ class AttributionCallback(ExplanationCallback):
         probs = self.predictions(epoch)
         self.check_finite(probs, "model outputs", epoch)
         scalars = self._scalars(maps, self.explainer.last_targets)
-        return {"maps": maps, "probs": probs, "scalars": scalars}
+        # the stability is plain NumPy on finished maps: the worker computes it (in order)
+        prev, self._prev_maps = self._prev_maps, maps
+        return {"maps": maps, "prev_maps": prev, "probs": probs, "scalars": scalars}
 
     def _scalars(self, maps: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-        out: dict[str, float] = {}
-        if self.stability_tag is not None and self._prev_maps is not None:
-            rho = spearman_per_sample(self._prev_maps, maps)
-            if np.any(np.isfinite(rho)):
-                out[self.stability_tag] = float(np.nanmean(rho))
-        self._prev_maps = maps
-        return out
+        """Scalars that need the model as it is now (computed on the training thread); the
+        base class has none."""
+        return {}
 
     def _write(self, payload: dict, step: int) -> None:
         picture = render.explanation_grid(self.samples.x, payload["maps"],
@@ -755,7 +753,12 @@ class AttributionCallback(ExplanationCallback):
                                           alpha=self.alpha, cmap=self.colormap,
                                           min_tile=MIN_TILE)
         self.write_image(self.tag, picture, step)
-        for tag, value in payload["scalars"].items():
+        scalars = dict(payload["scalars"])
+        if self.stability_tag is not None and payload.get("prev_maps") is not None:
+            rho = spearman_per_sample(payload["prev_maps"], payload["maps"])
+            if np.any(np.isfinite(rho)):
+                scalars[self.stability_tag] = float(np.nanmean(rho))
+        for tag, value in scalars.items():
             self.write_scalar(tag, value, step)
 
     def trace_counts(self) -> dict[str, int]:
