@@ -22,8 +22,12 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keras_audit import __version__
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: valid ``--checks`` names; the same tuple as ``keras_audit.audit.report.CHECKS`` (kept here
 #: so that validating arguments never imports TensorFlow; a test keeps the two equal)
@@ -137,7 +141,8 @@ def _existing_file(path: str, what: str) -> Path:
     return p
 
 
-def load_arrays(path: Path, x_key: str, y_key: str):
+def load_arrays(path: Path, x_key: str, y_key: str
+                ) -> tuple[np.ndarray, np.ndarray, list[str] | None, list[str] | None]:
     """Read ``x``, ``y`` and the optional name arrays from an ``.npz`` archive, pickles refused.
 
     Returns:

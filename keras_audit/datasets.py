@@ -7,7 +7,8 @@ import numpy as np
 
 
 def make_shapes(n: int = 600, size: int = 24, n_classes: int = 3, object_size: int = 6,
-                channels: int = 3, seed: int = 0):
+                channels: int = 3, seed: int = 0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Images of one coloured square on a noisy background; the class is the square's colour.
 
     Args:
@@ -51,7 +52,7 @@ def make_shapes(n: int = 600, size: int = 24, n_classes: int = 3, object_size: i
     return x, y.astype(np.int64), boxes
 
 
-def load_digits_images(size: int = 32, channels: int = 3):
+def load_digits_images(size: int = 32, channels: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 8x8 digits, upscaled to ``size`` x ``size`` (bilinear), values in [0, 1].
 
     Returns:

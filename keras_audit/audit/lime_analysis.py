@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -32,6 +33,10 @@ from keras_audit.audit._explain_common import (
     resolve_targets,
 )
 from keras_audit.explain.forward import CompiledForward, check_batch
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+    from numpy.typing import ArrayLike
 
 #: the ``kind`` argument's choices
 LIME_KINDS = ("auto", "image", "tabular")
@@ -172,11 +177,14 @@ def _lime_image_class():
     return BatchedLimeImageExplainer
 
 
-def lime_explanations(model: keras.Model, x, num_samples: int = 1000, kind: str = "auto",
-                      training_data=None, feature_names: Sequence[str] | None = None,
-                      class_names: Sequence[str] | None = None, targets=None,
+def lime_explanations(model: keras.Model, x: tf.Tensor | ArrayLike, num_samples: int = 1000,
+                      kind: str = "auto", training_data: ArrayLike | None = None,
+                      feature_names: Sequence[str] | None = None,
+                      class_names: Sequence[str] | None = None,
+                      targets: int | Sequence[int] | ArrayLike | None = None,
                       num_features: int = 10, seed: int = 0, batch_size: int = 256,
-                      segmentation: str | Callable = "auto", hide_color="image_mean",
+                      segmentation: str | Callable = "auto",
+                      hide_color: str | float | None = "image_mean",
                       figures: bool = True, forward: CompiledForward | None = None
                       ) -> LimeResult:
     """Explain each sample's target class with LIME.

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -19,6 +21,10 @@ from sklearn import metrics as skm
 
 from keras_audit.audit._labels import TASKS, LabelSpec, as_label_array, label_spec, read_outputs
 from keras_audit.explain.forward import CompiledForward, check_batch
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+    from numpy.typing import ArrayLike
 
 #: equal-width confidence bins for the ECE and the reliability diagram
 CALIBRATION_BINS = 15
@@ -49,7 +55,8 @@ class PerformanceResult:
     figures: dict = field(default_factory=dict)
 
 
-def performance(model: keras.Model, x, y, class_names=None, batch_size: int = 256,
+def performance(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
+                class_names: Sequence[str] | None = None, batch_size: int = 256,
                 n_bootstrap: int = 200, seed: int = 0, task: str | None = None,
                 latency_repeats: int = 5, forward: CompiledForward | None = None
                 ) -> PerformanceResult:

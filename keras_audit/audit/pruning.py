@@ -19,6 +19,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -36,6 +37,10 @@ from keras_audit.audit._labels import (
 )
 from keras_audit.audit._weights import WeightSnapshot, preserved_weights
 from keras_audit.explain.forward import CompiledForward, check_batch
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+    from numpy.typing import ArrayLike
 
 #: the default sparsity levels: 0.0, 0.1, ..., 0.9
 DEFAULT_SPARSITIES = tuple(round(0.1 * i, 1) for i in range(10))
@@ -316,7 +321,8 @@ class _Drift:
 
 # -- the public analysis ------------------------------------------------------------------------
 
-def pruning_impact(model: keras.Model, x, y, sparsities: Sequence[float] = DEFAULT_SPARSITIES,
+def pruning_impact(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
+                   sparsities: Sequence[float] = DEFAULT_SPARSITIES,
                    scope: str = "global", method: str = "magnitude", batch_size: int = 256,
                    layers: Sequence[str] | str | None = None, seed: int = 0, drift: bool = False,
                    drift_samples: int = 16, forward: CompiledForward | None = None

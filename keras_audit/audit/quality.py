@@ -6,6 +6,7 @@ Hand-written here because Quantus, the usual library for these metrics, pins Ker
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -14,6 +15,11 @@ import pandas as pd
 from keras_audit.audit._weights import preserved_weights
 from keras_audit.explain import METHODS, deletion_insertion, spearman_per_sample
 from keras_audit.explain.forward import CompiledForward, check_batch
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+    from matplotlib.figure import Figure
+    from numpy.typing import ArrayLike
 
 #: |Spearman| at full randomisation below which a method passes the sanity test. Adebayo et
 #: al. (2018) call a method insensitive when its maps stay similar after the model's weights
@@ -55,9 +61,10 @@ def _weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return out[::-1]
 
 
-def sanity(model: keras.Model, x, targets=None, methods: Sequence[str] = ("gradcam", "saliency"),
-           seed: int = 0, threshold: float = SANITY_THRESHOLD,
-           max_layers: int | None = None) -> pd.DataFrame:
+def sanity(model: keras.Model, x: tf.Tensor | ArrayLike,
+           targets: int | Sequence[int] | ArrayLike | None = None,
+           methods: Sequence[str] = ("gradcam", "saliency"), seed: int = 0,
+           threshold: float = SANITY_THRESHOLD, max_layers: int | None = None) -> pd.DataFrame:
     """The cascading model-parameter randomisation test (Adebayo et al. 2018).
 
     Step 0 explains the trained model; step k re-draws the kernels of the top k weighted layers
@@ -117,7 +124,8 @@ def sanity(model: keras.Model, x, targets=None, methods: Sequence[str] = ("gradc
     return table
 
 
-def faithfulness(model: keras.Model, x, targets=None,
+def faithfulness(model: keras.Model, x: tf.Tensor | ArrayLike,
+                 targets: int | Sequence[int] | ArrayLike | None = None,
                  methods: Sequence[str] = ("gradcam", "saliency"), steps: int = 20,
                  seed: int = 0) -> pd.DataFrame:
     """Deletion and insertion AUC (RISE protocol) per method, against a random pixel order.
@@ -157,7 +165,7 @@ def faithfulness(model: keras.Model, x, targets=None,
     return pd.DataFrame(rows)[cols]
 
 
-def sanity_figure(table: pd.DataFrame):
+def sanity_figure(table: pd.DataFrame) -> Figure:
     """Spearman correlation against the number of randomised layers, one line per method."""
     from matplotlib.figure import Figure
 
@@ -176,7 +184,7 @@ def sanity_figure(table: pd.DataFrame):
     return fig
 
 
-def faithfulness_figure(table: pd.DataFrame):
+def faithfulness_figure(table: pd.DataFrame) -> Figure:
     """Bars of deletion/insertion AUC per method beside the random-order baseline."""
     from matplotlib.figure import Figure
 

@@ -35,7 +35,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -44,6 +44,10 @@ import pandas as pd
 from keras_audit.audit._labels import as_label_array, label_spec, read_outputs
 from keras_audit.audit._weights import preserved_weights, weights_hash
 from keras_audit.explain.forward import CompiledForward, check_batch
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+    from numpy.typing import ArrayLike
 
 #: version of the report.json layout (docs/report_schema.md)
 SCHEMA_VERSION = "1.0"
@@ -1411,10 +1415,13 @@ def _hardware() -> dict:
 
 # -- the public entry point ------------------------------------------------------------------------
 
-def run(model: keras.Model, x, y, class_names: Sequence[str] | None = None, background=None,
+def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
+        class_names: Sequence[str] | None = None,
+        background: tf.Tensor | ArrayLike | None = None,
         checks: Sequence[str] = DEFAULT_CHECKS, out_dir: str | os.PathLike | None = "audit_report",
         seed: int = 0, card: dict | str | os.PathLike | None = None, samples: int | None = None,
-        progress=None, *, feature_names: Sequence[str] | None = None,
+        progress: bool | Callable[..., Any] | None = None, *,
+        feature_names: Sequence[str] | None = None,
         options: dict | None = None) -> Report:
     """Audit ``model`` on ``(x, y)`` and write the compliance report into ``out_dir``.
 

@@ -14,6 +14,7 @@ import textwrap
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -30,6 +31,10 @@ from keras_audit.audit._explain_common import (
     resolve_targets,
 )
 from keras_audit.explain.forward import CompiledForward, check_batch, select_output
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+    from numpy.typing import ArrayLike
 
 #: the ``method`` argument's choices
 SHAP_METHODS = ("auto", "gradient", "deep", "permutation", "kernel", "partition")
@@ -77,8 +82,10 @@ class ShapResult:
     details: dict = field(default_factory=dict)
 
 
-def shap_values(model: keras.Model, x, background=None, method: str = "auto", targets=None,
-                max_evals: int = 500, seed: int = 0, batch_size: int = 256,
+def shap_values(model: keras.Model, x: tf.Tensor | ArrayLike,
+                background: tf.Tensor | ArrayLike | None = None, method: str = "auto",
+                targets: int | Sequence[int] | ArrayLike | None = None, max_evals: int = 500,
+                seed: int = 0, batch_size: int = 256,
                 feature_names: Sequence[str] | None = None,
                 class_names: Sequence[str] | None = None, figures: bool = True,
                 forward: CompiledForward | None = None) -> ShapResult:

@@ -9,8 +9,9 @@ forward pass (``CompiledForward``), so sklearn's many scoring calls never go thr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -23,8 +24,12 @@ from keras_audit.audit._explain_common import (
     new_figure,
     positive_int,
 )
-from keras_audit.audit._labels import as_label_array, label_spec, read_outputs
+from keras_audit.audit._labels import LabelSpec, as_label_array, label_spec, read_outputs
 from keras_audit.explain.forward import CompiledForward, check_batch
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+    from numpy.typing import ArrayLike
 
 
 class KerasEstimator(BaseEstimator):
@@ -37,21 +42,22 @@ class KerasEstimator(BaseEstimator):
     ``fit`` does nothing: the model is already trained.
     """
 
-    def __init__(self, forward: CompiledForward, spec) -> None:
+    def __init__(self, forward: CompiledForward, spec: LabelSpec) -> None:
         self.forward = forward
         self.spec = spec
 
-    def fit(self, x, y=None) -> KerasEstimator:
+    def fit(self, x: ArrayLike, y: ArrayLike | None = None) -> KerasEstimator:
         """No-op: the Keras model is trained already. Returns ``self``."""
         return self
 
     def __sklearn_is_fitted__(self) -> bool:
+        """Always ``True``: the wrapped Keras model is already trained."""
         return True
 
     def _outputs(self, x):
         return read_outputs(self.forward(np.asarray(x, dtype=np.float32)), self.spec)
 
-    def predict(self, x) -> np.ndarray:
+    def predict(self, x: ArrayLike) -> np.ndarray:
         """Predicted class ids (classifiers) or values (regression)."""
         return self._outputs(x).y_pred
 
@@ -65,7 +71,7 @@ class KerasClassifier(ClassifierMixin, KerasEstimator):
         """Class ids ``0..C-1``."""
         return np.arange(self.spec.n_classes)
 
-    def predict_proba(self, x) -> np.ndarray:
+    def predict_proba(self, x: ArrayLike) -> np.ndarray:
         """Class probabilities ``(N, C)`` (``(N, 2)`` for one sigmoid unit)."""
         return self._outputs(x).probs
 
@@ -74,7 +80,9 @@ class KerasRegressor(RegressorMixin, KerasEstimator):
     """``KerasEstimator`` for a regression model: R² as ``score``."""
 
 
-def keras_estimator(model: keras.Model, x, y, batch_size: int = 256):
+def keras_estimator(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
+                    batch_size: int = 256
+                    ) -> tuple[KerasClassifier | KerasRegressor, np.ndarray]:
     """An sklearn-compatible view of ``model`` plus the labels as sklearn wants them.
 
     Returns:
@@ -92,8 +100,10 @@ def keras_estimator(model: keras.Model, x, y, batch_size: int = 256):
     return cls(forward, spec), spec.y_true
 
 
-def permutation_importance(model: keras.Model, x, y, feature_names: Sequence[str] | None = None,
-                           n_repeats: int = 5, seed: int = 0, scoring=None,
+def permutation_importance(model: keras.Model, x: tf.Tensor | ArrayLike,
+                           y: tf.Tensor | ArrayLike, feature_names: Sequence[str] | None = None,
+                           n_repeats: int = 5, seed: int = 0,
+                           scoring: str | Callable[..., float] | None = None,
                            batch_size: int = 256) -> pd.DataFrame:
     """How much the model's score drops when one feature's values are shuffled.
 
@@ -170,7 +180,8 @@ class SurrogateResult:
     figures: dict = field(default_factory=dict)
 
 
-def surrogate_tree(model: keras.Model, x, feature_names: Sequence[str] | None = None,
+def surrogate_tree(model: keras.Model, x: tf.Tensor | ArrayLike,
+                   feature_names: Sequence[str] | None = None,
                    max_depth: int = 3, seed: int = 0, class_names: Sequence[str] | None = None,
                    batch_size: int = 256, figures: bool = True) -> SurrogateResult:
     """Fit a depth-limited decision tree to the model's predictions on ``x`` (a global surrogate).

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from keras_audit import render
 from keras_audit.callbacks.base import ExplanationCallback, _check_colormap
 from keras_audit.explain import Activations
+
+if TYPE_CHECKING:
+    from keras_audit.callbacks.base import ValidationData
 
 #: channel tiles are small: 4 samples x 16 channels x every conv layer, PNG-encoded each epoch
 CHANNEL_TILE = 32
@@ -44,7 +49,8 @@ class ActivationMapsCallback(ExplanationCallback):
 
     technique = "activations"
 
-    def __init__(self, validation_data, log_dir: str, layers: list[str] | str | None = None,
+    def __init__(self, validation_data: ValidationData, log_dir: str,
+                 layers: list[str] | str | None = None,
                  num_samples: int = 4, max_channels: int = 16, freq: int = 1,
                  strict: bool = False, class_names: list[str] | None = None,
                  colormap: str = "viridis", seed: int = 0) -> None:

@@ -8,6 +8,8 @@ a query x key heatmap per head with token (or position) labels; patch-based imag
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from keras_audit import render
@@ -18,6 +20,9 @@ from keras_audit.explain.attention import (
     patch_grid,
     rollout_maps,
 )
+
+if TYPE_CHECKING:
+    from keras_audit.callbacks.base import ValidationData
 
 #: the most positions labelled on a heatmap axis; longer axes are labelled every k-th position
 _MAX_LABELS = 32
@@ -146,7 +151,8 @@ class AttentionMapsCallback(ExplanationCallback):
 
     technique = "attention"
 
-    def __init__(self, validation_data, log_dir: str, layers: list[str] | str | None = None,
+    def __init__(self, validation_data: ValidationData, log_dir: str,
+                 layers: list[str] | str | None = None,
                  num_samples: int = 4, freq: int = 1, strict: bool = False,
                  class_names: list[str] | None = None, token_names: list[str] | None = None,
                  seed: int = 0) -> None:

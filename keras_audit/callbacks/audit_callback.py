@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 
 from keras_audit.callbacks.base import ExplanationCallback, _Session
+
+if TYPE_CHECKING:
+    from keras_audit.callbacks.base import ValidationData
 
 #: technique name -> "module:class". Adding a technique is one line here.
 TECHNIQUES: dict[str, str] = {
@@ -67,7 +70,7 @@ class AuditCallback(keras.callbacks.Callback):
             configuration error, before the first batch.
     """
 
-    def __init__(self, validation_data, log_dir: str,
+    def __init__(self, validation_data: ValidationData | None, log_dir: str,
                  include: tuple[str, ...] | list[str] = DEFAULT_INCLUDE,
                  options: dict[str, dict] | None = None, **shared_options: Any) -> None:
         super().__init__()
@@ -106,19 +109,19 @@ class AuditCallback(keras.callbacks.Callback):
         self.log_dir = log_dir
 
     # -- forward every hook that Keras calls outside the batch loop -------------------------------
-    def set_model(self, model) -> None:
+    def set_model(self, model: keras.Model) -> None:
         """Give the model to every member."""
         super().set_model(model)
         for cb in self.callbacks.values():
             cb.set_model(model)
 
-    def set_params(self, params) -> None:
+    def set_params(self, params: dict[str, Any]) -> None:
         """Give the training parameters (``epochs``) to every member."""
         super().set_params(params)
         for cb in self.callbacks.values():
             cb.set_params(params)
 
-    def on_train_begin(self, logs=None) -> None:
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Set every member up; the first configuration error raises ValueError."""
         self.session = _Session()  # a fresh worker and writers for every fit()
         for cb in self.callbacks.values():
@@ -127,17 +130,17 @@ class AuditCallback(keras.callbacks.Callback):
         for cb in self.callbacks.values():
             cb.on_train_begin(logs)
 
-    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Forwarded to every member."""
         for cb in self.callbacks.values():
             cb.on_epoch_begin(epoch, logs)
 
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Every member logs its scheduled epochs."""
         for cb in self.callbacks.values():
             cb.on_epoch_end(epoch, logs)
 
-    def on_train_end(self, logs=None) -> None:
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         """Members finish, then the shared worker is drained and the writers are closed."""
         members = list(self.callbacks.values())
         for cb in members:

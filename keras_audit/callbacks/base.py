@@ -31,7 +31,7 @@ import time
 import warnings
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -41,6 +41,16 @@ from tensorboard.plugins.image import metadata as image_metadata
 from keras_audit import render
 from keras_audit.explain import spearman_per_sample
 from keras_audit.explain.forward import CompiledForward, check_batch, model_input_shape
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from numpy.typing import ArrayLike
+
+    #: what the callbacks take as ``validation_data``: ``(x, y)``, ``x`` alone or a dataset
+    ValidationData: TypeAlias = (
+        tf.data.Dataset | tuple[tf.Tensor | ArrayLike, ...] | tf.Tensor | ArrayLike
+    )
 
 #: marks a summary as an image for TensorBoard (what tf.summary.image attaches)
 _IMAGE_METADATA = image_metadata.create_summary_metadata(
@@ -231,7 +241,7 @@ def balanced_order(y: np.ndarray | None, n_pool: int, seed: int = 0) -> np.ndarr
     return np.asarray(order, np.int64)
 
 
-def select_samples(validation_data, num_samples: int, model: keras.Model,
+def select_samples(validation_data: ValidationData, num_samples: int, model: keras.Model,
                    seed: int = 0) -> Samples:
     """Choose ``num_samples`` fixed, class-balanced, deterministic samples.
 
@@ -414,8 +424,9 @@ class ExplanationCallback(keras.callbacks.Callback):
     #: whether the callback explains validation samples
     needs_data = True
 
-    def __init__(self, validation_data, log_dir: str, num_samples: int = 16, freq: int = 1,
-                 strict: bool = False, class_names: list[str] | None = None,
+    def __init__(self, validation_data: ValidationData | None, log_dir: str,
+                 num_samples: int = 16, freq: int = 1, strict: bool = False,
+                 class_names: list[str] | None = None,
                  targets: int | str | None = None, seed: int = 0) -> None:
         super().__init__()
         if self.needs_data and validation_data is None:
@@ -472,7 +483,7 @@ class ExplanationCallback(keras.callbacks.Callback):
         return {}
 
     # -- Keras hooks ------------------------------------------------------------------------------
-    def on_train_begin(self, logs=None) -> None:
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Choose the samples and build everything; configuration errors raise ValueError here."""
         if self._session is None or self._owns_session:
             self._session = _Session()
@@ -487,14 +498,14 @@ class ExplanationCallback(keras.callbacks.Callback):
                                                  self.model, self.seed)
         self._setup()
 
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Log on scheduled epochs (chief only): compiled work here, drawing on the worker."""
         self._last_epoch = epoch
         self._report_worker_errors()
         if self._chief and self.should_log(epoch):
             self._log(epoch)
 
-    def on_train_end(self, logs=None) -> None:
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         """Log the final epoch if an early stop skipped it, then drain, flush and close."""
         if self._chief and self._last_epoch is not None \
                 and self._last_epoch not in self._attempted:
@@ -698,8 +709,8 @@ class AttributionCallback(ExplanationCallback):
     #: the scalar tag of the stability measure (None: not logged)
     stability_tag: str | None = None
 
-    def __init__(self, validation_data, log_dir: str, num_samples: int = 16, freq: int = 1,
-                 targets: int | str | None = None, strict: bool = False,
+    def __init__(self, validation_data: ValidationData, log_dir: str, num_samples: int = 16,
+                 freq: int = 1, targets: int | str | None = None, strict: bool = False,
                  class_names: list[str] | None = None, colormap: str = "jet",
                  alpha: float = 0.5, seed: int = 0) -> None:
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -21,8 +21,11 @@ import tensorflow as tf
 
 from keras_audit import render
 from keras_audit.callbacks.base import ExplanationCallback
-from keras_audit.explain import Activations, list_layers
+from keras_audit.explain import Activations, LayerInfo, list_layers
 from keras_audit.explain.base import resolve_layer
+
+if TYPE_CHECKING:
+    from keras_audit.callbacks.base import ValidationData
 
 #: file names written into ``log_dir`` (fixed, so TensorBoard's projector finds them)
 CONFIG_FILE = "projector_config.pbtxt"
@@ -57,7 +60,7 @@ def _feeding_layer(layer, by_layer: dict[int, Any]):
     return by_layer.get(id(op)) if op is not None else None
 
 
-def default_embedding_layer(model: keras.Model):
+def default_embedding_layer(model: keras.Model) -> LayerInfo:
     """The input to the classifier head: the layer that feeds the model's last ``Dense`` layer.
 
     Dropout-like layers (the identity at inference) are skipped back to the layer that feeds
@@ -110,7 +113,8 @@ def _predicted_classes(outputs: np.ndarray) -> np.ndarray:
     return out.argmax(axis=1).astype(np.int64)
 
 
-def pca_2d(features: np.ndarray, previous: np.ndarray | None = None):
+def pca_2d(features: np.ndarray, previous: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Project features on their first two principal components (scikit-learn's PCA).
 
     Args:
@@ -250,7 +254,7 @@ class EmbeddingCallback(ExplanationCallback):
 
     technique = "embeddings"
 
-    def __init__(self, validation_data, log_dir: str, layer: str | None = None,
+    def __init__(self, validation_data: ValidationData, log_dir: str, layer: str | None = None,
                  num_samples: int = 500, freq: int = 1, strict: bool = False,
                  class_names: list[str] | None = None, seed: int = 0) -> None:
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -12,6 +14,9 @@ from keras_audit.explain import list_layers
 from keras_audit.explain._graph import GraphTap
 from keras_audit.explain.base import quiet_function, resolve_layer
 from keras_audit.explain.forward import model_input_shape
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 MODES = ("weights", "maximize")
 #: filters per layer when ``max_filters`` is not given
@@ -246,7 +251,7 @@ class ActivationMaximizer:
             x = tf.clip_by_value(x + self._lr * g, self._lo, self._hi)
         return x
 
-    def activations(self, x) -> np.ndarray:
+    def activations(self, x: ArrayLike) -> np.ndarray:
         """Each image's mean activation of its own filter (to check the ascent worked)."""
         return self._objective(tf.constant(np.asarray(x, np.float32))).numpy()
 

@@ -7,12 +7,16 @@ it is imported here too so ``keras_audit.callbacks.DeletionInsertion`` keeps wor
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from keras_audit.callbacks.base import AttributionCallback
 from keras_audit.explain import GradCAM, GradCAMPlusPlus
 from keras_audit.explain.metrics import DeletionInsertion
+
+if TYPE_CHECKING:
+    from keras_audit.callbacks.base import ValidationData
 
 #: the CAM methods this callback draws
 CAM_METHODS = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus}
@@ -77,7 +81,7 @@ class GradCAMCallback(AttributionCallback):
     technique = "gradcam"
     stability_tag = "explanations/stability"
 
-    def __init__(self, validation_data, log_dir: str, layer: str | None = None,
+    def __init__(self, validation_data: ValidationData, log_dir: str, layer: str | None = None,
                  method: str = "gradcam", num_samples: int = 16, freq: int = 1,
                  targets: int | str | None = None, strict: bool = False,
                  class_names: list[str] | None = None, metrics: bool = True,

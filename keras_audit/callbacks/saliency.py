@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from keras_audit.callbacks.base import AttributionCallback
 from keras_audit.explain import GradientInput, IntegratedGradients, Saliency, SmoothGrad
+
+if TYPE_CHECKING:
+    from keras_audit.callbacks.base import ValidationData
 
 #: the gradient methods this callback draws, by the name used in tags
 SALIENCY_METHODS = {
@@ -47,7 +52,7 @@ class SaliencyCallback(AttributionCallback):
 
     technique = "saliency"
 
-    def __init__(self, validation_data, log_dir: str, method: str = "vanilla",
+    def __init__(self, validation_data: ValidationData, log_dir: str, method: str = "vanilla",
                  num_samples: int = 16, freq: int = 1, targets: int | str | None = None,
                  strict: bool = False, class_names: list[str] | None = None,
                  method_options: dict | None = None, colormap: str = "inferno",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -9,6 +11,9 @@ import tensorflow as tf
 from keras_audit.explain._graph import GraphTap
 from keras_audit.explain.base import _infos, _probe, quiet_function, resolve_layer
 from keras_audit.explain.forward import check_batch, model_input_shape
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 class Activations:
@@ -56,7 +61,7 @@ class Activations:
         result["__output__"] = out
         return result
 
-    def __call__(self, x) -> dict[str, np.ndarray]:
+    def __call__(self, x: tf.Tensor | ArrayLike) -> dict[str, np.ndarray]:
         """Run the model on ``x``; return each chosen layer's output as NumPy, by path."""
         x = check_batch(self.model, x).astype(np.float32, copy=False)
         out = self._fn(tf.constant(x))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -25,6 +26,9 @@ import tensorflow as tf
 
 from keras_audit.explain.base import quiet_function
 from keras_audit.explain.forward import check_batch, model_input_shape
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 #: key of the model's own output in the dict an ``AttentionScores`` call returns
 OUTPUT_KEY = "__output__"
@@ -227,7 +231,7 @@ class AttentionScores:
         result[OUTPUT_KEY] = out
         return result
 
-    def __call__(self, x) -> dict[str, np.ndarray]:
+    def __call__(self, x: tf.Tensor | ArrayLike) -> dict[str, np.ndarray]:
         """Run the model on ``x``; return each chosen layer's attention weights, by path.
 
         Raises:

@@ -9,6 +9,9 @@ shape, and ``trace_count`` counts tracings.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -21,6 +24,9 @@ from keras_audit.explain.forward import (
     select_output,
     validate_output,
 )
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 def _probe(model: keras.Model, tap: GraphTap, input_shape: tuple):
@@ -255,7 +261,8 @@ class Explainer:
             raise ValueError(f"target(s) {bad} out of range; valid targets are {desc}")
         return arr.astype(np.int32)
 
-    def __call__(self, x, targets=None) -> np.ndarray:
+    def __call__(self, x: tf.Tensor | ArrayLike,
+                 targets: int | Sequence[int] | ArrayLike | None = None) -> np.ndarray:
         """Explain a batch.
 
         Args:
@@ -286,7 +293,7 @@ class Explainer:
         """Store whatever a method's compiled function returns besides maps and targets."""
 
 
-def normalize_maps(maps):
+def normalize_maps(maps: tf.Tensor) -> tf.Tensor:
     """Scale each map to [0, 1] by its own min and max (a tensor op).
 
     A constant map becomes zeros; a map with NaN or inf stays NaN, so callers can see it.
@@ -300,7 +307,7 @@ def normalize_maps(maps):
     return tf.where(finite, scaled, tf.constant(np.nan, maps.dtype))
 
 
-def quiet_function(fn):
+def quiet_function(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``tf.function(fn)`` without TF's "frequent retracing" warning.
 
     TF counts traces per code object, so N explainers of one class, each tracing once, look

@@ -7,9 +7,17 @@ traces ``model(x, training=False)`` once with a batch-agnostic signature and reu
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
 import keras
 import numpy as np
 import tensorflow as tf
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+_T = TypeVar("_T")
 
 
 def model_input_shape(model: keras.Model) -> tuple:
@@ -42,7 +50,7 @@ def model_input_shape(model: keras.Model) -> tuple:
     return tuple(shape[1:])
 
 
-def check_batch(model: keras.Model, x, what: str = "x") -> np.ndarray:
+def check_batch(model: keras.Model, x: tf.Tensor | ArrayLike, what: str = "x") -> np.ndarray:
     """Return ``x`` as a NumPy array after checking that the model takes its shape.
 
     Raises:
@@ -101,7 +109,7 @@ class CompiledForward:
 
         self._fn = fn
 
-    def __call__(self, x) -> np.ndarray:
+    def __call__(self, x: tf.Tensor | ArrayLike) -> np.ndarray:
         """Run the model on ``x`` (any batch size) and return its outputs as float NumPy."""
         x = np.asarray(x)
         if x.ndim == len(self.input_shape):
@@ -114,7 +122,8 @@ class CompiledForward:
         return np.concatenate(outs, axis=0)
 
 
-def select_output(out, output: int | str | None, model: keras.Model):
+def select_output(out: _T | Sequence[_T] | Mapping[str, _T], output: int | str | None,
+                  model: keras.Model) -> _T:
     """Pick one output from a model's outputs (a tensor, a list or a dict) by index or name."""
     if isinstance(out, dict):
         keys = list(out)

@@ -7,11 +7,16 @@ whose memory never exceeds ``batch_size`` samples (plus the batch itself).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_audit.explain.base import Explainer, chunk_size
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 class Saliency(Explainer):
@@ -123,7 +128,8 @@ class IntegratedGradients(_Repeated):
 
     signed = True
 
-    def __init__(self, model: keras.Model, steps: int = 32, baseline=None,
+    def __init__(self, model: keras.Model, steps: int = 32,
+                 baseline: float | ArrayLike | None = None,
                  output: int | str | None = None, normalize: bool = True,
                  batch_size: int = 256) -> None:
         if not isinstance(steps, int | np.integer) or steps < 1:

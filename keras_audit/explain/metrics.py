@@ -6,6 +6,9 @@ Hand-written: Quantus, the usual library for these, pins Keras 2.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -13,6 +16,9 @@ from scipy.stats import rankdata
 
 from keras_audit.explain.base import quiet_function
 from keras_audit.explain.forward import CompiledForward, check_batch, select_output
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 def spearman_per_sample(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -46,7 +52,8 @@ def blurred_canvas(x: np.ndarray) -> np.ndarray:
     return gaussian_filter(x, sigma=sigma)
 
 
-def deletion_insertion(model: keras.Model, x, maps, targets=None, steps: int = 20,
+def deletion_insertion(model: keras.Model, x: tf.Tensor | ArrayLike, maps: ArrayLike,
+                       targets: int | Sequence[int] | ArrayLike | None = None, steps: int = 20,
                        seed: int = 0, output: int | str | None = None,
                        batch_size: int = 256, forward: CompiledForward | None = None
                        ) -> dict[str, np.ndarray]:
@@ -140,7 +147,8 @@ class DeletionInsertion:
     ``(n,)``.
     """
 
-    def __init__(self, model, x: np.ndarray, steps: int = 8, seed: int = 0) -> None:
+    def __init__(self, model: keras.Model, x: np.ndarray, steps: int = 8, seed: int = 0
+                 ) -> None:
         x = np.asarray(x, np.float32)
         n, positions = len(x), x.shape[1:-1]
         p = int(np.prod(positions))
