@@ -472,6 +472,49 @@ def test_a_sequential_grayscale_model_and_a_sigmoid_unit(tmp_path, data):
             ["explanations/deletion_auc"]] == [0]
 
 
+def _unbuilt_sequential() -> keras.Sequential:
+    """A Sequential model without keras.Input: fit() builds it on the first batch, after
+    on_train_begin."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1"),
+        keras.layers.MaxPooling2D(name="pool1"),
+        keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2"),
+        keras.layers.GlobalMaxPooling2D(name="gmp"),
+        keras.layers.Dense(3, activation="softmax", name="probs")])
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    return model
+
+
+def test_a_sequential_model_built_by_fit_is_explained_and_trains_the_same(tmp_path, data):
+    x, y, xv, yv = data
+    plain = _unbuilt_sequential()
+    plain.fit(x, y, epochs=2, batch_size=32, verbose=0, shuffle=False)
+    model = _unbuilt_sequential()
+    assert not model.built
+    audit = AuditCallback(tf.data.Dataset.from_tensor_slices((xv, yv)).batch(16),
+                          str(tmp_path / "seq"), num_samples=6, class_names=CLASS_NAMES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExplanationLoggingWarning)
+        model.fit(x, y, epochs=2, batch_size=32, verbose=0, shuffle=False, callbacks=[audit])
+    events = read_events(str(tmp_path / "seq"))
+    assert set(events["images"]) == {"gradcam/conv2", "saliency/vanilla", "activations/conv1",
+                                     "activations/conv2", "filters/conv1", "filters/conv2"}
+    assert all([s for s, *_ in recs] == [0, 1] for recs in events["images"].values())
+    for a, b in zip(weights_of(plain), weights_of(model)):  # building early changed nothing
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_filter_callback_alone_waits_for_fit_to_build_the_model(tmp_path, data):
+    x, y, _, _ = data
+    model = _unbuilt_sequential()
+    cb = FilterCallback(str(tmp_path), strict=True)
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[cb])
+    events = read_events(str(tmp_path))
+    assert {t: [s for s, *_ in r] for t, r in events["images"].items()} == {
+        "filters/conv1": [0, 1], "filters/conv2": [0, 1]}
+
+
 def test_the_fast_png_encoder_round_trips_exactly():
     import io
 

@@ -103,6 +103,14 @@ def test_sparsity_zero_reproduces_model_evaluate(model, digits):
     assert table.attrs["loss_name"] == "sparse_categorical_crossentropy"
 
 
+def test_one_hot_labels_on_a_sparse_loss_model_give_the_same_rows(model, digits):
+    _, _, xt, yt = digits
+    ids = pruning_impact(model, xt, yt, sparsities=(0.0, 0.5))
+    one_hot = pruning_impact(model, xt, keras.utils.to_categorical(yt, 10),
+                             sparsities=(0.0, 0.5))
+    pd.testing.assert_frame_equal(ids[["accuracy", "loss"]], one_hot[["accuracy", "loss"]])
+
+
 def test_accuracy_falls_at_high_sparsity_and_weights_are_restored(model, digits):
     _, _, xt, yt = digits
     before = weights_hash(model)
@@ -365,3 +373,8 @@ def test_regression_model_reports_nan_accuracy_and_mse(digits):
     assert math.isnan(table.accuracy.iloc[0])
     pred = m.predict(xr, verbose=0)[:, 0]
     assert table.loss.iloc[0] == pytest.approx(np.mean((pred - yr) ** 2), rel=1e-4)
+    figures = pruning_figures(table)  # no accuracy: the figures show the loss
+    heat = figures["delta_accuracy_heatmap"].axes[0]
+    assert heat.get_title() == "Δ loss against the dense model"
+    assert figures["accuracy_vs_sparsity"].axes[0].get_ylabel() == "loss"
+    assert len(figures["accuracy_vs_sparsity"].axes[0].lines) == 1

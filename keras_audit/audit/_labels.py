@@ -207,6 +207,14 @@ def mean_loss(fn, y_raw: np.ndarray, raw: np.ndarray) -> float:
     reshaping ``model.evaluate`` does before calling a loss function.
     """
     y = np.asarray(y_raw)
+    name = str(getattr(fn, "name", None) or getattr(fn, "__name__", "")).lower()
+    if raw.ndim == 2 and raw.shape[1] > 1:
+        # labels in the other encoding than the compiled loss takes: convert, as a user who
+        # audits a sparse-loss model with one-hot labels (or the reverse) expects
+        if "sparse" in name and y.ndim == 2 and y.shape == raw.shape:
+            y = y.argmax(axis=1)
+        elif "categorical" in name and "sparse" not in name and y.ndim == 1:
+            y = np.eye(raw.shape[1], dtype=np.float32)[y.astype(np.int64)]
     if raw.ndim == 2 and raw.shape[1] == 1 and y.ndim == 1:
         y = y[:, None]
     if y.dtype.kind in "biu" and np.asarray(raw).dtype.kind == "f":

@@ -476,7 +476,8 @@ def pruning_figures(table: pd.DataFrame) -> dict:
 
     Returns:
         ``{"accuracy_vs_sparsity": Figure, "delta_accuracy_heatmap": Figure}`` plus
-        ``"explanation_drift"`` when the table has a ``drift_spearman`` column.
+        ``"explanation_drift"`` when the table has a ``drift_spearman`` column. For a
+        regression model (accuracy is NaN) the two figures show the loss and Δloss instead.
         The curves show the global sweep (thick) and one line per layer; the heatmap has one
         row per layer (and ``<global>``) and one column per sparsity, coloured by Δaccuracy.
 
@@ -488,8 +489,11 @@ def pruning_figures(table: pd.DataFrame) -> dict:
     missing = [c for c in _REQUIRED if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks column(s) {missing}; give the result of pruning_impact")
-    figs = {"accuracy_vs_sparsity": _curves(table, "accuracy", "accuracy"),
-            "delta_accuracy_heatmap": _heatmap(table)}
+    # a regression model has no accuracy: the same figures then show the loss
+    metric = ("accuracy" if table["accuracy"].notna().any() or "loss" not in table.columns
+              else "loss")
+    figs = {"accuracy_vs_sparsity": _curves(table, metric, metric),
+            "delta_accuracy_heatmap": _heatmap(table, metric)}
     if "drift_spearman" in table.columns and table["drift_spearman"].notna().any():
         figs["explanation_drift"] = _curves(
             table, "drift_spearman", "Grad-CAM Spearman vs dense", ylim=(-0.2, 1.05))
@@ -536,8 +540,8 @@ def _curves(table: pd.DataFrame, column: str, ylabel: str, ylim=None):
     return fig
 
 
-def _heatmap(table: pd.DataFrame):
-    grid = table.pivot_table(index="layer", columns="sparsity", values="delta_accuracy",
+def _heatmap(table: pd.DataFrame, metric: str = "accuracy"):
+    grid = table.pivot_table(index="layer", columns="sparsity", values=f"delta_{metric}",
                              aggfunc="mean", sort=False)
     if GLOBAL in grid.index:  # global first, then the layers in call order
         grid = grid.loc[[GLOBAL] + [i for i in grid.index if i != GLOBAL]]
@@ -550,11 +554,11 @@ def _heatmap(table: pd.DataFrame):
     ax.set_xticks(range(grid.shape[1]), [f"{s:g}" for s in grid.columns], fontsize=8)
     ax.set_yticks(range(grid.shape[0]), list(grid.index), fontsize=8)
     ax.set_xlabel("sparsity")
-    ax.set_title("Δ accuracy against the dense model", fontsize=9)
+    ax.set_title(f"Δ {metric} against the dense model", fontsize=9)
     if values.size <= 200:
         for (i, j), v in np.ndenumerate(values):
             if np.isfinite(v):
                 ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=6,
                         color="white" if abs(v) > 0.6 * span else "black")
-    fig.colorbar(im, ax=ax, label="Δ accuracy")
+    fig.colorbar(im, ax=ax, label=f"Δ {metric}")
     return fig

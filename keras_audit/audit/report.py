@@ -1147,8 +1147,10 @@ class _Audit:
                 parts.append(per_layer)
             both = pd.concat(parts, ignore_index=True)
             both.attrs.update(glob.attrs)
-            titles = {"accuracy_vs_sparsity": "Accuracy against sparsity (global and per layer)",
-                      "delta_accuracy_heatmap": "Δ accuracy per layer and sparsity",
+            metric = "loss" if self.spec.task == "regression" else "accuracy"
+            titles = {"accuracy_vs_sparsity": f"{metric.capitalize()} against sparsity (global "
+                      "and per layer)",
+                      "delta_accuracy_heatmap": f"Δ {metric} per layer and sparsity",
                       "explanation_drift": "Explanation drift: Grad-CAM Spearman, pruned vs "
                       "dense"}
             figures = pruning_figures(both)

@@ -241,6 +241,53 @@ def balanced_order(y: np.ndarray | None, n_pool: int, seed: int = 0) -> np.ndarr
     return np.asarray(order, np.int64)
 
 
+def _is_built(model: keras.Model) -> bool:
+    try:
+        model_input_shape(model)
+    except ValueError as exc:
+        return "has not been built" not in str(exc)  # several inputs: built, refused later
+    return True
+
+
+def ensure_built(model: keras.Model, validation_data: ValidationData | None) -> bool:
+    """Build a model that ``fit()`` has not built yet, from the validation inputs' shape.
+
+    A ``Sequential`` model without ``keras.Input`` is built by its first training batch, which
+    comes after ``on_train_begin``; the callbacks need its layers then. Building it here from
+    ``(None, *x.shape[1:])`` does what that first call would do (``Model.build``, or one call
+    on a zero batch for models whose ``build`` cannot infer the graph), creating the same
+    weights from the same initialisers before any training step, so training is unchanged.
+    Datasets are taken as batched, as ``fit()`` requires.
+
+    Returns:
+        Whether the model is built now (``False``: no data to take the shape from).
+    """
+    if _is_built(model):
+        return True
+    if validation_data is None:
+        return False
+    if isinstance(validation_data, tf.data.Dataset):
+        spec = validation_data.element_spec
+        spec = spec[0] if isinstance(spec, tuple) else spec
+        if not isinstance(spec, tf.TensorSpec):
+            return False
+        shape = tuple(spec.shape)[1:]
+        dtype = spec.dtype.name
+    else:
+        x, _ = _split(validation_data)
+        if not hasattr(x, "shape") or len(x.shape) < 2:
+            return False
+        shape = tuple(x.shape)[1:]
+        dtype = "float32"
+    if any(d is None for d in shape):
+        return False
+    try:
+        model.build((None, *shape))
+    except Exception:  # noqa: BLE001 - a subclassed build() that cannot infer: call it
+        model(np.zeros((1, *shape), dtype), training=False)
+    return _is_built(model)
+
+
 def select_samples(validation_data: ValidationData, num_samples: int, model: keras.Model,
                    seed: int = 0) -> Samples:
     """Choose ``num_samples`` fixed, class-balanced, deterministic samples.
@@ -465,6 +512,7 @@ class ExplanationCallback(keras.callbacks.Callback):
         self._chief = True
         self._last_epoch: int | None = None
         self._attempted: set[int] = set()
+        self._deferred = False
         self._target_ids: np.ndarray | None = None
 
     # -- hooks for subclasses --------------------------------------------------------------------
@@ -493,15 +541,22 @@ class ExplanationCallback(keras.callbacks.Callback):
         self.failures = []
         self._last_epoch = None
         self._attempted = set()
+        self._deferred = not ensure_built(self.model, self.validation_data)
+        if self._deferred and not self.needs_data:
+            return  # no data to build the model from: set up once fit() has built it
         if self.needs_data:
             self.samples = self._session.samples(self.validation_data, self.num_samples,
                                                  self.model, self.seed)
         self._setup()
+        self._deferred = False
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Log on scheduled epochs (chief only): compiled work here, drawing on the worker."""
         self._last_epoch = epoch
         self._report_worker_errors()
+        if self._deferred:  # a model fit() built on its first batch (FilterCallback alone)
+            self._setup()
+            self._deferred = False
         if self._chief and self.should_log(epoch):
             self._log(epoch)
 
