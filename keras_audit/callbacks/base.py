@@ -348,6 +348,8 @@ class _Session:
         self._samples: dict = {}
         self._forward: CompiledForward | None = None
         self._pred: tuple | None = None  # (epoch, probs, the samples' base array)
+        #: seconds of each shared prediction pass (paid by the first member that logs an epoch)
+        self.predict_seconds: list[float] = []
         self.max_samples = 0
 
     # samples and predictions (training thread)
@@ -375,7 +377,9 @@ class _Session:
         if cached is not None and cached[0] == epoch and cached[2] is base \
                 and len(cached[1]) >= n:
             return cached[1][:n]
+        t0 = time.perf_counter()
         probs = self._forward(samples.x)
+        self.predict_seconds.append(time.perf_counter() - t0)
         self._pred = (epoch, probs, base)
         return probs
 
