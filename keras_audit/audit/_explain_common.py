@@ -119,13 +119,6 @@ def check_choice(value, choices: Sequence[str], what: str) -> str:
     return value
 
 
-def positive_int(value, what: str, minimum: int = 1) -> int:
-    """``value`` as an int ``>= minimum``; ValueError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
-
-
 def class_label(k: int, class_names: Sequence[str] | None) -> str:
     """A class's display name."""
     if class_names is not None and 0 <= k < len(class_names):

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from keras_audit._checks import positive_int
 from keras_audit.audit._explain_common import (
     as_2d_outputs,
     check_choice,
@@ -29,7 +30,6 @@ from keras_audit.audit._explain_common import (
     class_label,
     get_forward,
     new_figure,
-    positive_int,
     resolve_targets,
 )
 from keras_audit.explain.forward import CompiledForward, check_batch

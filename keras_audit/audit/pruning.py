@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from keras_audit._checks import positive_int
 from keras_audit.audit._labels import (
     LabelSpec,
     as_label_array,
@@ -186,12 +187,6 @@ def _check_sparsities(sparsities) -> list[float]:
 def _check_choice(value, choices, what: str) -> None:
     if value not in choices:
         raise ValueError(f"unknown {what} {value!r}; choices: {list(choices)}")
-
-
-def _check_positive_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{what} must be a positive integer; got {value!r}")
-    return int(value)
 
 
 # -- masks ------------------------------------------------------------------------------------
@@ -377,8 +372,8 @@ def pruning_impact(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | 
     _check_choice(scope, SCOPES, "scope")
     _check_choice(method, METHODS, "method")
     levels = _check_sparsities(sparsities)
-    batch_size = _check_positive_int(batch_size, "batch_size")
-    drift_samples = _check_positive_int(drift_samples, "drift_samples")
+    batch_size = positive_int(batch_size, "batch_size")
+    drift_samples = positive_int(drift_samples, "drift_samples")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed must be an integer; got {seed!r}")
     x = check_batch(model, x).astype(np.float32, copy=False)

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from keras_audit._checks import positive_int
 from keras_audit.audit._weights import preserved_weights
 from keras_audit.explain import METHODS, deletion_insertion, spearman_per_sample
 from keras_audit.explain.forward import CompiledForward, check_batch
@@ -149,8 +150,7 @@ def faithfulness(model: keras.Model, x: tf.Tensor | ArrayLike,
         ValueError: an unknown method, ``steps`` < 1, or ``x`` the model cannot take.
     """
     methods = _check_methods(methods)
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer; got {steps!r}")
+    positive_int(steps, "steps")
     x = check_batch(model, x).astype(np.float32, copy=False)
     forward = CompiledForward(model)
     rows = []

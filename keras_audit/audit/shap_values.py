@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
+from keras_audit._checks import positive_int
 from keras_audit.audit._explain_common import (
     as_2d_outputs,
     check_choice,
@@ -26,7 +27,6 @@ from keras_audit.audit._explain_common import (
     class_label,
     get_forward,
     new_figure,
-    positive_int,
     pyplot_figure,
     resolve_targets,
 )

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
+from keras_audit._checks import positive_int
 from keras_audit.audit._explain_common import (
     as_2d_outputs,
     check_names,
     new_figure,
-    positive_int,
 )
 from keras_audit.audit._labels import LabelSpec, as_label_array, label_spec, read_outputs
 from keras_audit.explain.forward import CompiledForward, check_batch

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from keras_audit import render
+from keras_audit._checks import positive_int
 from keras_audit.callbacks.base import ExplanationCallback, _check_colormap
 from keras_audit.explain import Activations
 
@@ -56,9 +57,7 @@ class ActivationMapsCallback(ExplanationCallback):
                  colormap: str = "viridis", seed: int = 0) -> None:
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
                          strict=strict, class_names=class_names, seed=seed)
-        if isinstance(max_channels, bool) or not isinstance(max_channels, int) \
-                or max_channels < 1:
-            raise ValueError(f"max_channels must be a positive integer; got {max_channels!r}")
+        positive_int(max_channels, "max_channels")
         if layers is not None:
             layers = [layers] if isinstance(layers, str) else list(layers)
             if not layers or not all(isinstance(n, str) for n in layers):

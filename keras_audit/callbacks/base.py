@@ -39,6 +39,7 @@ import tensorflow as tf
 from tensorboard.plugins.image import metadata as image_metadata
 
 from keras_audit import render
+from keras_audit._checks import positive_int
 from keras_audit.explain import spearman_per_sample
 from keras_audit.explain.forward import CompiledForward, check_batch, model_input_shape
 
@@ -485,8 +486,8 @@ class ExplanationCallback(keras.callbacks.Callback):
                              "or a tf.data.Dataset of (x, y) batches")
         if not isinstance(log_dir, str | bytes) and not hasattr(log_dir, "__fspath__"):
             raise ValueError(f"log_dir must be a path; got {log_dir!r}")
-        _check_positive_int("num_samples", num_samples)
-        _check_positive_int("freq", freq)
+        positive_int(num_samples, "num_samples")
+        positive_int(freq, "freq")
         if targets is not None and not (
             targets in ("true", "predicted")
             or (isinstance(targets, int | np.integer) and not isinstance(targets, bool)
@@ -739,11 +740,6 @@ class ExplanationCallback(keras.callbacks.Callback):
         self._owns_session = False
         if self.needs_data:
             session.max_samples = max(session.max_samples, self.num_samples)
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
 
 
 # -- maps over the inputs: shared by the Grad-CAM and saliency callbacks ---------------------------

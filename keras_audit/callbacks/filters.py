@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_audit import render
+from keras_audit._checks import positive_int
 from keras_audit.callbacks.base import MIN_TILE, ExplanationCallback
 from keras_audit.explain import list_layers
 from keras_audit.explain._graph import GraphTap
@@ -76,9 +77,8 @@ class FilterCallback(ExplanationCallback):
             raise ValueError(f"unknown mode {mode!r}; choices: {list(MODES)}")
         if max_filters is None:
             max_filters = DEFAULT_MAX_FILTERS[mode]
-        for name, value in (("max_filters", max_filters), ("steps", steps)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        positive_int(max_filters, "max_filters")
+        positive_int(steps, "steps")
         if not (isinstance(learning_rate, int | float) and learning_rate > 0):
             raise ValueError(f"learning_rate must be a positive number; got {learning_rate!r}")
         lo_hi = tuple(input_range) if isinstance(input_range, list | tuple) else ()

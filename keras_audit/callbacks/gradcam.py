@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from keras_audit._checks import positive_int
 from keras_audit.callbacks.base import AttributionCallback
 from keras_audit.explain import GradCAM, GradCAMPlusPlus
 from keras_audit.explain.metrics import DeletionInsertion
@@ -89,9 +90,8 @@ class GradCAMCallback(AttributionCallback):
                  alpha: float = 0.5, seed: int = 0) -> None:
         if method not in CAM_METHODS:
             raise ValueError(f"unknown method {method!r}; choices: {sorted(CAM_METHODS)}")
-        for name, value in (("metric_samples", metric_samples), ("metric_steps", metric_steps)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        positive_int(metric_samples, "metric_samples")
+        positive_int(metric_steps, "metric_steps")
         if layer is not None and not isinstance(layer, str):
             raise ValueError(f"layer must be a layer name or None; got {layer!r}")
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_audit._checks import positive_int
 from keras_audit.explain.base import quiet_function
 from keras_audit.explain.forward import check_batch, model_input_shape
 
@@ -163,8 +164,7 @@ class AttentionScores:
 
     def __init__(self, model: keras.Model, layers: Sequence[str] | str | None = None,
                  batch_size: int = 256) -> None:
-        if not isinstance(batch_size, int | np.integer) or int(batch_size) < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+        positive_int(batch_size, "batch_size")
         self.model = model
         self.batch_size = int(batch_size)
         self.input_shape = model_input_shape(model)  # ValueError when not built

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_audit._checks import positive_int
 from keras_audit.explain._graph import GraphTap, LayerInfo
 from keras_audit.explain.forward import (
     check_batch,
@@ -136,8 +137,7 @@ class Explainer:
 
     def __init__(self, model: keras.Model, output: int | str | None = None,
                  normalize: bool = True, batch_size: int = 256) -> None:
-        if not isinstance(batch_size, int | np.integer) or int(batch_size) < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+        positive_int(batch_size, "batch_size")
         self.model = model
         self.normalize = bool(normalize)
         self.batch_size = int(batch_size)

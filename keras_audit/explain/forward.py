@@ -14,6 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_audit._checks import positive_int
+
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
@@ -88,8 +90,7 @@ class CompiledForward:
 
     def __init__(self, model: keras.Model, output: int | str | None = None,
                  batch_size: int = 256) -> None:
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+        positive_int(batch_size, "batch_size")
         self.model = model
         self.batch_size = int(batch_size)
         self.input_shape = model_input_shape(model)

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_audit._checks import positive_int
 from keras_audit.explain.base import Explainer, chunk_size
 
 if TYPE_CHECKING:
@@ -89,8 +90,7 @@ class SmoothGrad(_Repeated):
     def __init__(self, model: keras.Model, num_samples: int = 20, noise: float = 0.2,
                  output: int | str | None = None, normalize: bool = True,
                  batch_size: int = 256, seed: int = 0) -> None:
-        if not isinstance(num_samples, int | np.integer) or num_samples < 1:
-            raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}")
+        positive_int(num_samples, "num_samples")
         if not np.isfinite(noise) or noise < 0:
             raise ValueError(f"noise must be a non-negative fraction of the range; got {noise!r}")
         self.num_samples, self.noise, self.seed = int(num_samples), float(noise), int(seed)
@@ -132,8 +132,7 @@ class IntegratedGradients(_Repeated):
                  baseline: float | ArrayLike | None = None,
                  output: int | str | None = None, normalize: bool = True,
                  batch_size: int = 256) -> None:
-        if not isinstance(steps, int | np.integer) or steps < 1:
-            raise ValueError(f"steps must be a positive integer; got {steps!r}")
+        positive_int(steps, "steps")
         self.steps = int(steps)
         self._baseline_arg = baseline
         super().__init__(model, output=output, normalize=normalize, batch_size=batch_size)

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.stats import rankdata
 
+from keras_audit._checks import positive_int
 from keras_audit.explain.base import quiet_function
 from keras_audit.explain.forward import CompiledForward, check_batch, select_output
 
@@ -86,8 +87,7 @@ def deletion_insertion(model: keras.Model, x: tf.Tensor | ArrayLike, maps: Array
     if maps.shape != (len(x), *positions):
         raise ValueError(f"maps must have shape {(len(x), *positions)} for x of shape "
                          f"{x.shape}; got {maps.shape}")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer; got {steps!r}")
+    positive_int(steps, "steps")
     fwd = forward or CompiledForward(model, output=output, batch_size=batch_size)
     probs = fwd(x)
     n, p = len(x), int(np.prod(positions))

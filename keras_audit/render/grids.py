@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_audit._checks import positive_int
 from keras_audit.render import text as _text
 from keras_audit.render.images import (
     _rgb_uint8,
@@ -373,8 +374,7 @@ def filter_grid(kernels: Any, max_filters: int = 32, min_tile: int = 48, ncols: 
     if k.ndim != 4 or k.dtype.kind not in "biuf":
         raise ValueError("filter_grid takes a numeric Conv2D kernel (kh, kw, in_channels, filters); "
                          f"got shape {k.shape}, dtype {k.dtype}")
-    if not isinstance(max_filters, (int, np.integer)) or max_filters < 1:
-        raise ValueError(f"max_filters must be a positive integer; got {max_filters!r}")
+    positive_int(max_filters, "max_filters")
     cin, cout = k.shape[2], k.shape[3]
     count = min(cout, int(max_filters))
     k = k.astype(np.float32)
@@ -397,8 +397,7 @@ def strongest_channels(activations: Any, k: int) -> np.ndarray:
     a = as_array(activations, "activations")
     if a.ndim < 1 or a.dtype.kind not in "biuf":
         raise ValueError(f"activations must be a numeric array (..., C); got shape {a.shape}")
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer; got {k!r}")
+    positive_int(k, "k")
     means = np.nan_to_num(a.reshape(-1, a.shape[-1]).astype(np.float64).mean(axis=0), nan=-np.inf)
     return np.argsort(-means, kind="stable")[: int(k)]
 
@@ -430,8 +429,7 @@ def channel_grid(activations: Any, max_channels: int = 16, caption: str | None =
     if a.ndim not in (2, 3) or a.dtype.kind not in "biuf":
         raise ValueError("channel_grid takes one sample's activations (h, w, C) or (T, C); "
                          f"got shape {a.shape}, dtype {a.dtype}")
-    if not isinstance(max_channels, (int, np.integer)) or max_channels < 1:
-        raise ValueError(f"max_channels must be a positive integer; got {max_channels!r}")
+    positive_int(max_channels, "max_channels")
     colormap_lut(cmap)
     idx = strongest_channels(a, int(max_channels))
     chosen = np.moveaxis(a[..., idx], -1, 0)  # (K, h, w) or (K, T)
