@@ -200,17 +200,22 @@ def default_loss_fn(spec: LabelSpec, from_logits: bool):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
 
 
-def mean_loss(fn, y_raw: np.ndarray, raw: np.ndarray) -> float:
-    """``fn(y, outputs)`` averaged over samples, with ``y`` shaped as Keras's compiled loss would.
+def loss_name(fn) -> str:
+    """The name Keras gives a loss (function or ``Loss`` object)."""
+    return getattr(fn, "name", None) or getattr(fn, "__name__", None) or type(fn).__name__
 
-    A one-unit output ``(N, 1)`` with labels ``(N,)`` gets the labels as ``(N, 1)``, the
-    reshaping ``model.evaluate`` does before calling a loss function.
+
+def labels_for_loss(fn, y_raw: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """``y_raw`` as the loss ``fn`` takes it next to the model's outputs ``raw`` (done once).
+
+    Labels in the other encoding than the loss takes are converted, as a user who audits a
+    sparse-loss model with one-hot labels (or the reverse) expects. A one-unit output
+    ``(N, 1)`` with labels ``(N,)`` gets the labels as ``(N, 1)``, the reshaping
+    ``model.evaluate`` does before calling a loss function.
     """
     y = np.asarray(y_raw)
-    name = str(getattr(fn, "name", None) or getattr(fn, "__name__", "")).lower()
+    name = loss_name(fn).lower()
     if raw.ndim == 2 and raw.shape[1] > 1:
-        # labels in the other encoding than the compiled loss takes: convert, as a user who
-        # audits a sparse-loss model with one-hot labels (or the reverse) expects
         if "sparse" in name and y.ndim == 2 and y.shape == raw.shape:
             y = y.argmax(axis=1)
         elif "categorical" in name and "sparse" not in name and y.ndim == 1:
@@ -219,6 +224,11 @@ def mean_loss(fn, y_raw: np.ndarray, raw: np.ndarray) -> float:
         y = y[:, None]
     if y.dtype.kind in "biu" and np.asarray(raw).dtype.kind == "f":
         y = y.astype(np.asarray(raw).dtype) if raw.shape == y.shape else y
+    return y
+
+
+def mean_loss(fn, y: np.ndarray, raw: np.ndarray) -> float:
+    """``fn(y, outputs)`` averaged over samples; ``y`` from ``labels_for_loss``."""
     value = fn(y, raw)
     return float(np.mean(keras.ops.convert_to_numpy(value)))
 

@@ -118,11 +118,15 @@ def performance(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arr
 
 def _class_names(class_names, spec: LabelSpec) -> list[str]:
     if spec.task == "regression":
-        if class_names is not None and len(list(class_names)) != spec.n_classes:
-            raise ValueError(f"class_names has {len(list(class_names))} names but the model has "
+        if class_names is None:
+            return [f"output_{i}" for i in range(spec.n_classes)]
+        if isinstance(class_names, str):
+            raise ValueError("class_names must be a sequence of names, not one string")
+        names = [str(c) for c in class_names]  # read once: a generator is used up
+        if len(names) != spec.n_classes:
+            raise ValueError(f"class_names has {len(names)} names but the model has "
                              f"{spec.n_classes} regression output(s)")
-        return [str(c) for c in class_names] if class_names is not None else \
-            [f"output_{i}" for i in range(spec.n_classes)]
+        return names
     if class_names is None:
         return [str(i) for i in range(spec.n_classes)]
     if isinstance(class_names, str):

@@ -32,6 +32,8 @@ from keras_audit.audit._labels import (
     compiled_loss_fn,
     default_loss_fn,
     label_spec,
+    labels_for_loss,
+    loss_name,
     mean_loss,
     read_outputs,
     regularization_penalty,
@@ -265,7 +267,8 @@ class _Evaluator:
                  spec: LabelSpec) -> None:
         self.model, self.forward, self.x, self.spec = model, forward, x, spec
         self.loss_fn = compiled_loss_fn(model)
-        self.loss_name = _loss_name(self.loss_fn) if self.loss_fn is not None else None
+        self.loss_name = loss_name(self.loss_fn) if self.loss_fn is not None else None
+        self._y: np.ndarray | None = None  # the labels as the loss takes them (set once)
         self._penalised = any(getattr(v, "regularizer", None) is not None
                               for v in model.trainable_weights)
 
@@ -275,17 +278,15 @@ class _Evaluator:
         if self.loss_fn is None:  # not compiled: a crossentropy that matches the output
             self.loss_fn = default_loss_fn(self.spec, from_logits=out.transform == "sigmoid"
                                            or out.transform == "softmax")
-            self.loss_name = _loss_name(self.loss_fn) + " (default: model not compiled)"
-        loss = mean_loss(self.loss_fn, self.spec.y_raw, raw)
+            self.loss_name = loss_name(self.loss_fn) + " (default: model not compiled)"
+        if self._y is None:
+            self._y = labels_for_loss(self.loss_fn, self.spec.y_raw, raw)
+        loss = mean_loss(self.loss_fn, self._y, raw)
         if self._penalised:
             loss += regularization_penalty(self.model)
         acc = (float(np.mean(out.y_pred == self.spec.y_true))
                if self.spec.task != "regression" else math.nan)
         return acc, loss, out.y_pred
-
-
-def _loss_name(fn) -> str:
-    return getattr(fn, "name", None) or getattr(fn, "__name__", None) or type(fn).__name__
 
 
 class _Drift:

@@ -1153,9 +1153,7 @@ class _Audit:
                       "delta_accuracy_heatmap": f"Δ {metric} per layer and sparsity",
                       "explanation_drift": "Explanation drift: Grad-CAM Spearman, pruned vs "
                       "dense"}
-            figures = pruning_figures(both)
-            if "explanation_drift" in figures:  # drift is measured on the global sweep only
-                figures["explanation_drift"] = pruning_figures(glob)["explanation_drift"]
+            figures = pruning_figures(both)  # drift (global sweep only) skips per-layer rows
             for name, fig in figures.items():
                 self.add_figure("pruning", name, fig, titles.get(name))
             sec.update({
@@ -1378,15 +1376,14 @@ def _versions() -> dict:
 
     import keras_audit
 
-    out = {"keras_audit": keras_audit.__version__, "python": platform.python_version()}
-    for name, dist in (("keras", "keras"), ("tensorflow", "tensorflow"), ("shap", "shap"),
-                       ("lime", "lime"), ("numpy", "numpy"), ("scikit-learn", "scikit-learn"),
-                       ("pandas", "pandas"), ("matplotlib", "matplotlib"), ("jinja2", "jinja2")):
+    out = {"keras_audit": keras_audit.__version__, "python": platform.python_version(),
+           "keras": keras.__version__}  # the Keras actually imported
+    for name in ("tensorflow", "shap", "lime", "numpy", "scikit-learn", "pandas", "matplotlib",
+                 "jinja2"):
         try:
-            out[name] = md.version(dist)
+            out[name] = md.version(name)
         except md.PackageNotFoundError:
             out[name] = None
-    out["keras"] = keras.__version__
     return out
 
 

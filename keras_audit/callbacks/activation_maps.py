@@ -10,6 +10,7 @@ from keras_audit import render
 from keras_audit._checks import positive_int
 from keras_audit.callbacks.base import ExplanationCallback, _check_colormap
 from keras_audit.explain import Activations
+from keras_audit.explain.forward import select_output
 
 if TYPE_CHECKING:
     from keras_audit.callbacks.base import ValidationData
@@ -96,11 +97,7 @@ class ActivationMapsCallback(ExplanationCallback):
             top = np.stack([render.strongest_channels(a, k) for a in acts])  # strongest first
             maps = np.take_along_axis(acts, top[:, None, None, :], axis=3)
             layers[path] = (np.moveaxis(maps, -1, 1), top)  # (n, k, h, w): a copy
-        probs = out["__output__"]
-        if isinstance(probs, dict):
-            probs = next(iter(probs.values()))
-        elif isinstance(probs, list | tuple):
-            probs = probs[0]
+        probs = select_output(out["__output__"], None, self.model)  # the first output
         return {"layers": layers, "probs": np.asarray(probs)}
 
     def _write(self, payload: dict, step: int) -> None:

@@ -20,6 +20,7 @@ from keras_audit.explain.attention import (
     patch_grid,
     rollout_maps,
 )
+from keras_audit.explain.forward import select_output
 
 if TYPE_CHECKING:
     from keras_audit.callbacks.base import ValidationData
@@ -215,10 +216,7 @@ class AttentionMapsCallback(ExplanationCallback):
     def _compute(self, epoch: int) -> dict:
         out = self._scores(self.samples.x)
         outputs = out.pop(OUTPUT_KEY)
-        if isinstance(outputs, dict):
-            outputs = next(iter(outputs.values()))
-        elif isinstance(outputs, list | tuple):
-            outputs = outputs[0]
+        outputs = select_output(outputs, None, self.model)  # the first output
         return {"scores": out, "outputs": np.asarray(outputs)}
 
     def _write(self, payload: dict, step: int) -> None:

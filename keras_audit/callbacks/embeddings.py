@@ -23,6 +23,7 @@ from keras_audit import render
 from keras_audit.callbacks.base import ExplanationCallback
 from keras_audit.explain import Activations, LayerInfo, list_layers
 from keras_audit.explain.base import resolve_layer
+from keras_audit.explain.forward import select_output
 
 if TYPE_CHECKING:
     from keras_audit.callbacks.base import ValidationData
@@ -297,10 +298,7 @@ class EmbeddingCallback(ExplanationCallback):
         features = np.asarray(out[self.layer_path], np.float32)
         features = features.reshape(len(features), -1)
         outputs = out["__output__"]
-        if isinstance(outputs, dict):
-            outputs = next(iter(outputs.values()))
-        elif isinstance(outputs, list | tuple):
-            outputs = outputs[0]
+        outputs = select_output(outputs, None, self.model)  # the first output
         return {"features": features, "predicted": _predicted_classes(outputs)}
 
     def _write(self, payload: dict, step: int) -> None:
