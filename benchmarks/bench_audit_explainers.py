@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 from _reference import reference_cnn  # noqa: E402
 
 from keras_audit.audit.lime_analysis import lime_explanations  # noqa: E402
-from keras_audit.audit.shap_values import shap_values  # noqa: E402
+from keras_audit.audit.shap_analysis import shap_values  # noqa: E402
 from keras_audit.explain.forward import CompiledForward  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))

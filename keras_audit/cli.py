@@ -26,13 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keras_audit import __version__
+from keras_audit.audit.catalog import CHECKS
 
 if TYPE_CHECKING:
     import numpy as np
 
-#: valid ``--checks`` names; the same tuple as ``keras_audit.audit.report.CHECKS`` (kept here
-#: so that validating arguments never imports TensorFlow; a test keeps the two equal)
-CHECKS = ("performance", "shap", "lime", "pruning", "sanity")
 PROG = "keras-audit"
 
 
@@ -210,22 +208,14 @@ def load_arrays(path: Path, x_key: str, y_key: str
 
 
 def load_card(path: Path) -> dict:
-    """Read a YAML model card into a dict; UsageError when it is not YAML or not a mapping."""
-    import yaml
+    """Read a YAML model card with the library's reader; UsageError when it cannot be used."""
+    from keras_audit.audit.card import load_card as read_card
+    from keras_audit.audit.catalog import AuditInputError
 
     try:
-        text = path.read_text(encoding="utf-8")
-        card = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"card {path} could not be read: {_first_line(exc)}") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"card {path} is not valid YAML: {_first_line(exc)}") from None
-    if card is None:
-        return {}
-    if not isinstance(card, dict):
-        raise UsageError(f"card {path} must be a YAML mapping (key: value lines); got "
-                         f"{type(card).__name__}")
-    return card
+        return read_card(path)
+    except AuditInputError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _first_line(exc: BaseException) -> str:

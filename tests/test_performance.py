@@ -9,7 +9,7 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 
-from keras_audit.audit.performance import PerformanceResult, performance
+from keras_audit.audit.performance_analysis import PerformanceResult, performance
 
 
 @pytest.fixture(scope="module")

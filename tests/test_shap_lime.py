@@ -28,7 +28,7 @@ from keras_audit.audit.lime_analysis import (  # noqa: E402
     lime_explanations,
     segment_image,
 )
-from keras_audit.audit.shap_values import SHAP_METHODS, SHAP_TOLERANCE, shap_values  # noqa: E402
+from keras_audit.audit.shap_analysis import SHAP_METHODS, SHAP_TOLERANCE, shap_values  # noqa: E402
 from keras_audit.datasets import load_digits_images  # noqa: E402
 from keras_audit.explain.forward import CompiledForward  # noqa: E402
 

@@ -2,33 +2,84 @@
 the compliance report.
 
 Each analysis is a plain function that returns data (a result object or a pandas DataFrame)
-with its matplotlib figures; the report only assembles them::
+with its matplotlib figures; the report's sections (``keras_audit.audit.sections``) call them
+and ``run`` assembles the report::
 
     from keras_audit import audit
     table = audit.pruning_impact(model, x, y)
     report = audit.run(model, x, y, out_dir="audit_report")
+
+The names load on first use (PEP 562): ``from keras_audit import audit`` imports neither
+TensorFlow nor the audit's optional dependencies, so the ``keras-audit`` command checks its
+arguments fast, and a missing ``keras-audit[audit]`` extra is one clear ``ImportError`` naming
+it when an analysis is first used.
 """
 
-# The function ``shap_values`` shadows its module's name in this package; the report imports
-# the analyses through importlib, so both ``audit.shap_values(...)`` and the module stay usable.
-from keras_audit.audit._weights import preserved_weights, weights_hash
-from keras_audit.audit.lime_analysis import LimeResult, lime_explanations, segment_image
-from keras_audit.audit.performance import PerformanceResult, performance
-from keras_audit.audit.pruning import pruning_figures, pruning_impact, pruning_summary
-from keras_audit.audit.quality import (
-    faithfulness,
-    faithfulness_figure,
-    sanity,
-    sanity_figure,
-)
-from keras_audit.audit.report import CHECKS, AuditInputError, Report, load_card, run
-from keras_audit.audit.shap_values import SHAP_METHODS, ShapResult, shap_values
-from keras_audit.audit.tabular import SurrogateResult, permutation_importance, surrogate_tree
+from __future__ import annotations
 
-__all__ = [
-    "CHECKS", "SHAP_METHODS", "AuditInputError", "LimeResult", "PerformanceResult", "Report",
-    "ShapResult", "SurrogateResult", "faithfulness", "faithfulness_figure", "lime_explanations",
-    "load_card", "performance", "permutation_importance", "preserved_weights",
-    "pruning_figures", "pruning_impact", "pruning_summary", "run", "sanity", "sanity_figure",
-    "segment_image", "shap_values", "surrogate_tree", "weights_hash",
-]
+from typing import Any
+
+from keras_audit.audit.catalog import CHECKS, AuditInputError
+
+#: public name -> the module (in this package) that defines it
+_EXPORTS = {
+    "preserved_weights": "_weights", "weights_hash": "_weights",
+    "load_card": "card", "Report": "document", "run": "runner",
+    "LimeResult": "lime_analysis", "lime_explanations": "lime_analysis",
+    "segment_image": "lime_analysis",
+    "PerformanceResult": "performance_analysis", "performance": "performance_analysis",
+    "pruning_figures": "pruning", "pruning_impact": "pruning", "pruning_summary": "pruning",
+    "faithfulness": "quality", "faithfulness_figure": "quality", "sanity": "quality",
+    "sanity_figure": "quality",
+    "SHAP_METHODS": "shap_analysis", "ShapResult": "shap_analysis",
+    "shap_values": "shap_analysis",
+    "SurrogateResult": "tabular", "permutation_importance": "tabular",
+    "surrogate_tree": "tabular",
+}
+
+
+def _module(name: str) -> Any:
+    # explicit imports (no importlib): each module is imported the first time one of its
+    # names is used
+    if name == "_weights":
+        from keras_audit.audit import _weights as m
+    elif name == "card":
+        from keras_audit.audit import card as m
+    elif name == "document":
+        from keras_audit.audit import document as m
+    elif name == "runner":
+        from keras_audit.audit import runner as m
+    elif name == "lime_analysis":
+        from keras_audit.audit import lime_analysis as m
+    elif name == "performance_analysis":
+        from keras_audit.audit import performance_analysis as m
+    elif name == "pruning":
+        from keras_audit.audit import pruning as m
+    elif name == "quality":
+        from keras_audit.audit import quality as m
+    elif name == "shap_analysis":
+        from keras_audit.audit import shap_analysis as m
+    else:
+        from keras_audit.audit import tabular as m
+    return m
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from keras_audit._extras import missing_extra
+
+    try:
+        value = getattr(_module(module), name)
+    except ModuleNotFoundError as exc:
+        raise missing_extra(exc, f"keras_audit.audit.{name}") from exc
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+__all__ = ["CHECKS", "AuditInputError", *sorted(_EXPORTS)]

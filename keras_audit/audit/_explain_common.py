@@ -8,16 +8,6 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 
-def new_figure(size: tuple[float, float]):
-    """A ``matplotlib.figure.Figure`` on an Agg canvas (no pyplot, no global state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 @contextlib.contextmanager
 def pyplot_figure(size: tuple[float, float]) -> Iterator:
     """A figure for code that draws through pyplot (shap's plots), closed on exit.

@@ -241,3 +241,43 @@ def regularization_penalty(model: keras.Model) -> float:
         if reg is not None:
             total += float(keras.ops.convert_to_numpy(reg(v)))
     return total
+
+
+def class_names_for(class_names, spec: LabelSpec) -> list[str]:
+    """One display name per class (classifiers) or per output (regression).
+
+    Args:
+        class_names: ``None`` (``"0"``, ``"1"``, ... or ``output_<i>``), a sequence of names in
+            class-id order, or a dict ``{class id: name}`` covering every id ``0..C-1``.
+        spec: the labels' ``LabelSpec`` (the number of classes or outputs).
+
+    Raises:
+        ValueError: one string instead of a sequence, the wrong number of names, a dict whose
+            keys are not exactly the class ids, or duplicate class names.
+    """
+    what = "regression output(s)" if spec.task == "regression" else "classes"
+    if class_names is None:
+        if spec.task == "regression":
+            return [f"output_{i}" for i in range(spec.n_classes)]
+        return [str(i) for i in range(spec.n_classes)]
+    if isinstance(class_names, str):
+        raise ValueError("class_names must be a sequence of names, not one string")
+    if isinstance(class_names, dict):
+        try:
+            ids = {int(k): str(v) for k, v in class_names.items()}
+        except (TypeError, ValueError):
+            raise ValueError(f"class_names as a dict maps class ids (integers) to names; got "
+                             f"keys {list(class_names)}") from None
+        if sorted(ids) != list(range(spec.n_classes)):
+            raise ValueError(f"class_names as a dict must have the keys 0..{spec.n_classes - 1} "
+                             f"(one per {what[:-3] if what.endswith('(s)') else 'class'}); got "
+                             f"{sorted(ids)}")
+        names = [ids[i] for i in range(spec.n_classes)]
+    else:
+        names = [str(c) for c in class_names]  # read once: a generator is used up
+    if len(names) != spec.n_classes:
+        raise ValueError(f"class_names has {len(names)} names but the model has "
+                         f"{spec.n_classes} {what}")
+    if spec.task != "regression" and len(set(names)) != len(names):
+        raise ValueError(f"class_names has duplicates: {names}")
+    return names

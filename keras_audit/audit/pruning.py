@@ -40,6 +40,7 @@ from keras_audit.audit._labels import (
 )
 from keras_audit.audit._weights import WeightSnapshot, preserved_weights
 from keras_audit.explain.forward import CompiledForward, check_batch
+from keras_audit.render.figures import new_figure
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -467,8 +468,13 @@ def pruning_summary(model: keras.Model) -> pd.DataFrame:
 _REQUIRED = ("scope", "layer", "sparsity", "accuracy", "delta_accuracy")
 
 
-def pruning_figures(table: pd.DataFrame) -> dict:
+def pruning_figures(table: pd.DataFrame, dense_accuracy: float | None = None) -> dict:
     """Figures of a ``pruning_impact`` table (or several concatenated).
+
+    Args:
+        table: the rows of one or more ``pruning_impact`` calls.
+        dense_accuracy: the unpruned model's accuracy, drawn as a reference line; ``None``
+            reads it from ``table.attrs`` (``pd.concat`` drops attrs: pass it then).
 
     Returns:
         ``{"accuracy_vs_sparsity": Figure, "delta_accuracy_heatmap": Figure}`` plus
@@ -488,21 +494,14 @@ def pruning_figures(table: pd.DataFrame) -> dict:
     # a regression model has no accuracy: the same figures then show the loss
     metric = ("accuracy" if table["accuracy"].notna().any() or "loss" not in table.columns
               else "loss")
-    figs = {"accuracy_vs_sparsity": _curves(table, metric, metric),
+    if dense_accuracy is None:
+        dense_accuracy = table.attrs.get("dense_accuracy")
+    figs = {"accuracy_vs_sparsity": _curves(table, metric, metric, dense=dense_accuracy),
             "delta_accuracy_heatmap": _heatmap(table, metric)}
     if "drift_spearman" in table.columns and table["drift_spearman"].notna().any():
         figs["explanation_drift"] = _curves(
             table, "drift_spearman", "Grad-CAM Spearman vs dense", ylim=(-0.2, 1.05))
     return figs
-
-
-def _new_figure(size):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _series(table: pd.DataFrame):
@@ -516,8 +515,9 @@ def _series(table: pd.DataFrame):
     return out
 
 
-def _curves(table: pd.DataFrame, column: str, ylabel: str, ylim=None):
-    fig = _new_figure((6.4, 3.8))
+def _curves(table: pd.DataFrame, column: str, ylabel: str, ylim=None,
+            dense: float | None = None):
+    fig = new_figure((6.4, 3.8))
     ax = fig.add_subplot()
     for is_global, label, g in _series(table):
         if g[column].isna().all():  # e.g. drift measured for global pruning only
@@ -525,8 +525,8 @@ def _curves(table: pd.DataFrame, column: str, ylabel: str, ylim=None):
         ax.plot(g["sparsity"], g[column], marker="o", ms=3,
                 lw=2.5 if is_global else 1.2, color="black" if is_global else None,
                 label=label)
-    if column == "accuracy" and "dense_accuracy" in table.attrs:
-        ax.axhline(table.attrs["dense_accuracy"], color="grey", ls="--", lw=1, label="dense")
+    if column == "accuracy" and dense is not None:
+        ax.axhline(dense, color="grey", ls="--", lw=1, label="dense")
     ax.set_xlabel("sparsity (fraction pruned)")
     ax.set_ylabel(ylabel)
     if ylim is not None:
@@ -541,7 +541,7 @@ def _heatmap(table: pd.DataFrame, metric: str = "accuracy"):
                              aggfunc="mean", sort=False)
     if GLOBAL in grid.index:  # global first, then the layers in call order
         grid = grid.loc[[GLOBAL] + [i for i in grid.index if i != GLOBAL]]
-    fig = _new_figure((max(4.5, 0.55 * grid.shape[1] + 2.5), max(2.2, 0.4 * grid.shape[0] + 1.4)))
+    fig = new_figure((max(4.5, 0.55 * grid.shape[1] + 2.5), max(2.2, 0.4 * grid.shape[0] + 1.4)))
     ax = fig.add_subplot()
     values = grid.to_numpy(dtype=float)
     finite = values[np.isfinite(values)]

@@ -16,6 +16,7 @@ from keras_audit._checks import positive_int
 from keras_audit.audit._weights import preserved_weights
 from keras_audit.explain import METHODS, deletion_insertion, spearman_per_sample
 from keras_audit.explain.forward import CompiledForward, check_batch
+from keras_audit.render.figures import new_figure
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -167,9 +168,7 @@ def faithfulness(model: keras.Model, x: tf.Tensor | ArrayLike,
 
 def sanity_figure(table: pd.DataFrame) -> Figure:
     """Spearman correlation against the number of randomised layers, one line per method."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 3.6), layout="constrained")
+    fig = new_figure((6, 3.6))
     ax = fig.add_subplot()
     for m, g in table.groupby("method", sort=False):
         ax.plot(g["step"], g["spearman"], marker="o", label=f"{m} ({'pass' if g.passed.iloc[0] else 'FAIL'})")
@@ -186,9 +185,7 @@ def sanity_figure(table: pd.DataFrame) -> Figure:
 
 def faithfulness_figure(table: pd.DataFrame) -> Figure:
     """Bars of deletion/insertion AUC per method beside the random-order baseline."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 3.2), layout="constrained")
+    fig = new_figure((6, 3.2))
     axes = fig.subplots(1, 2)
     idx = np.arange(len(table))
     for ax, kind, better in zip(axes, ("deletion", "insertion"), ("lower", "higher")):

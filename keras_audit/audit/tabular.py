@@ -22,10 +22,10 @@ from keras_audit._checks import positive_int
 from keras_audit.audit._explain_common import (
     as_2d_outputs,
     check_names,
-    new_figure,
 )
 from keras_audit.audit._labels import LabelSpec, as_label_array, label_spec, read_outputs
 from keras_audit.explain.forward import CompiledForward, check_batch
+from keras_audit.render.figures import new_figure
 
 if TYPE_CHECKING:
     import tensorflow as tf

@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_audit.render.images import as_array, colormap_lut
 
-__all__ = ["data_uri", "figure_to_array", "heatmap", "png_bytes", "scatter_2d"]
+__all__ = ["data_uri", "figure_to_array", "heatmap", "new_figure", "png_bytes", "scatter_2d"]
 
 
 def _is_figure(obj: Any) -> bool:
@@ -109,7 +109,16 @@ def data_uri(img_or_figure: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(img_or_figure)).decode("ascii")
 
 
-def _new_figure(size: tuple[float, float], dpi: int) -> Any:
+def new_figure(size: tuple[float, float], dpi: int | None = None) -> Any:
+    """A ``matplotlib.figure.Figure`` on its own Agg canvas (no pyplot, no global state).
+
+    Args:
+        size: ``(width, height)`` in inches.
+        dpi: dots per inch; ``None`` is Matplotlib's default.
+
+    Returns:
+        The Figure, laid out with ``layout="constrained"``.
+    """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=size, dpi=dpi, layout="constrained")
@@ -166,7 +175,7 @@ def scatter_2d(points: Any, labels: Any = None, class_names: Sequence[str] | Non
     n_colors = int(classes.max()) + 1 if numeric and len(classes) and classes.min() >= 0 else len(classes)
     colors = _palette(n_colors)
 
-    fig = _new_figure(size, dpi)
+    fig = new_figure(size, dpi)
     ax = fig.add_subplot()
     for j, c in enumerate(classes):
         mask = lab == c
@@ -233,7 +242,7 @@ def heatmap(matrix: Any, row_labels: Sequence[str] | None = None,
 
     width = float(np.clip(1.6 + 0.42 * cols + (0.8 if colorbar else 0.0), 3.0, 14.0))
     height = float(np.clip(1.2 + 0.36 * rows, 2.4, 12.0))
-    fig = _new_figure((width, height), 100)
+    fig = new_figure((width, height), 100)
     ax = fig.add_subplot()
     image = ax.imshow(m, cmap=colormap, vmin=lo, vmax=hi, aspect="auto", interpolation="nearest")
     rl = [str(i) for i in range(rows)] if row_labels is None else [str(s) for s in row_labels]

@@ -19,8 +19,16 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from keras_audit.audit._labels import TASKS, LabelSpec, as_label_array, label_spec, read_outputs
+from keras_audit.audit._labels import (
+    TASKS,
+    LabelSpec,
+    as_label_array,
+    class_names_for,
+    label_spec,
+    read_outputs,
+)
 from keras_audit.explain.forward import CompiledForward, check_batch
+from keras_audit.render.figures import new_figure
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -102,7 +110,7 @@ def performance(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arr
     elif not isinstance(forward, CompiledForward) or forward.model is not model:
         raise ValueError("forward must be a CompiledForward built on this same model")
     spec = label_spec(y, forward(x[:1]).shape[1:], task)
-    names = _class_names(class_names, spec)
+    names = class_names_for(class_names, spec)
 
     out = read_outputs(forward(x), spec)
     result = PerformanceResult(task=spec.task)
@@ -114,30 +122,6 @@ def performance(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arr
     result.metrics["n_samples"] = int(len(x))
     _cost(result, model, forward, x, latency_repeats)
     return result
-
-
-def _class_names(class_names, spec: LabelSpec) -> list[str]:
-    if spec.task == "regression":
-        if class_names is None:
-            return [f"output_{i}" for i in range(spec.n_classes)]
-        if isinstance(class_names, str):
-            raise ValueError("class_names must be a sequence of names, not one string")
-        names = [str(c) for c in class_names]  # read once: a generator is used up
-        if len(names) != spec.n_classes:
-            raise ValueError(f"class_names has {len(names)} names but the model has "
-                             f"{spec.n_classes} regression output(s)")
-        return names
-    if class_names is None:
-        return [str(i) for i in range(spec.n_classes)]
-    if isinstance(class_names, str):
-        raise ValueError("class_names must be a sequence of names, not one string")
-    names = [str(c) for c in class_names]
-    if len(names) != spec.n_classes:
-        raise ValueError(f"class_names has {len(names)} names but the model has "
-                         f"{spec.n_classes} classes")
-    if len(set(names)) != len(names):
-        raise ValueError(f"class_names has duplicates: {names}")
-    return names
 
 
 # -- classification -----------------------------------------------------------------------------
@@ -304,20 +288,11 @@ def _cost(result: PerformanceResult, model: keras.Model, forward: CompiledForwar
 
 # -- figures ---------------------------------------------------------------------------------------
 
-def _new_figure(size):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def _confusion_figure(cm: np.ndarray, names: list[str]):
     """Counts in each cell, coloured by the share of the true class (row-normalised)."""
     n = len(names)
     side = min(9.0, 2.5 + 0.45 * n)
-    fig = _new_figure((side + 1.0, side))
+    fig = new_figure((side + 1.0, side))
     ax = fig.add_subplot()
     rows = cm.sum(axis=1, keepdims=True)
     share = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
@@ -337,7 +312,7 @@ def _confusion_figure(cm: np.ndarray, names: list[str]):
 
 
 def _reliability_figure(calib: pd.DataFrame, ece: float):
-    fig = _new_figure((4.8, 4.8))
+    fig = new_figure((4.8, 4.8))
     ax = fig.add_subplot()
     width = float(calib.bin_upper.iloc[0] - calib.bin_lower.iloc[0])
     centers = (calib.bin_lower + calib.bin_upper) / 2
@@ -358,7 +333,7 @@ def _reliability_figure(calib: pd.DataFrame, ece: float):
 
 
 def _roc_figure(curves: dict, names: list[str], binary: bool):
-    fig = _new_figure((4.8, 4.8))
+    fig = new_figure((4.8, 4.8))
     ax = fig.add_subplot()
     shown = {1: curves[1]} if binary and 1 in curves else curves
     for c, (fpr, tpr) in shown.items():
@@ -373,7 +348,7 @@ def _roc_figure(curves: dict, names: list[str], binary: bool):
 
 
 def _scatter_figure(y: np.ndarray, pred: np.ndarray):
-    fig = _new_figure((4.8, 4.8))
+    fig = new_figure((4.8, 4.8))
     ax = fig.add_subplot()
     for i in range(y.shape[1]):
         ax.scatter(y[:, i], pred[:, i], s=8, alpha=0.6, label=f"output_{i}")
@@ -388,7 +363,7 @@ def _scatter_figure(y: np.ndarray, pred: np.ndarray):
 
 
 def _residual_figure(y: np.ndarray, pred: np.ndarray):
-    fig = _new_figure((5.2, 3.4))
+    fig = new_figure((5.2, 3.4))
     ax = fig.add_subplot()
     ax.hist((pred - y).ravel(), bins=30, color="tab:blue", alpha=0.8)
     ax.axvline(0, color="grey", ls="--")

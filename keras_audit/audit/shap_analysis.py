@@ -26,11 +26,11 @@ from keras_audit.audit._explain_common import (
     check_names,
     class_label,
     get_forward,
-    new_figure,
     pyplot_figure,
     resolve_targets,
 )
 from keras_audit.explain.forward import CompiledForward, check_batch, select_output
+from keras_audit.render.figures import new_figure
 
 if TYPE_CHECKING:
     import tensorflow as tf

@@ -1,0 +1,270 @@
+"""The audit's frozen context: every input validated once, and what all sections share.
+
+``build_context`` checks everything before any analysis runs (an ``AuditInputError`` names the
+problem), runs the one forward pass every section reads (the predictions), and picks the
+explained samples. Sections never change it: it is a frozen dataclass.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+
+from keras_audit.audit._labels import (
+    LabelSpec,
+    Outputs,
+    as_label_array,
+    class_names_for,
+    label_spec,
+    read_outputs,
+)
+from keras_audit.audit._weights import weights_hash
+from keras_audit.audit.card import load_card
+from keras_audit.audit.catalog import DEFAULT_SAMPLES, AuditInputError, check_checks
+from keras_audit.audit.progress import progress_factory
+from keras_audit.explain.forward import CompiledForward, check_batch
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    """What every report section reads; built and validated once by ``build_context``.
+
+    Attributes:
+        model: the audited model.
+        x, y: the audit inputs and labels (NumPy).
+        spec: what the labels say about the task (``LabelSpec``).
+        kind: ``"image"`` ``(N, H, W, C)``, ``"tabular"`` ``(N, F)`` or ``"sequence"``.
+        names: one name per class (or per regression output).
+        feature_names: column names for tabular data, else None.
+        forward: the compiled forward pass every analysis shares.
+        outputs: the model's outputs on ``x`` read against ``spec`` (probabilities, classes).
+        explain_idx: indices of the explained samples (class-balanced, seeded).
+        background: the SHAP/LIME background the caller gave, or None.
+        checks, options, seed, card, samples_requested: the caller's settings, validated.
+        weights_sha256: the weights' hash before any analysis ran.
+        progress: the progress-bar factory.
+    """
+
+    model: keras.Model
+    x: np.ndarray
+    y: np.ndarray
+    spec: LabelSpec
+    kind: str
+    names: list[str]
+    feature_names: list[str] | None
+    forward: CompiledForward
+    outputs: Outputs
+    explain_idx: np.ndarray
+    background: np.ndarray | None
+    checks: tuple[str, ...]
+    options: dict[str, dict[str, Any]]
+    seed: int
+    card: dict
+    samples_requested: int | None
+    weights_sha256: str
+    progress: Callable[..., Any]
+
+    # -- derived views -----------------------------------------------------------------------------
+    @property
+    def classifier(self) -> bool:
+        """True for classification and binary tasks."""
+        return self.spec.task != "regression"
+
+    @property
+    def pred(self) -> np.ndarray:
+        """Predicted class ids (classifiers) or predictions (regression)."""
+        return np.asarray(self.outputs.y_pred)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """The top class probability per sample (NaN for regression)."""
+        if self.outputs.probs is None:
+            return np.full(len(self.x), np.nan)
+        return self.outputs.probs.max(axis=1)
+
+    @property
+    def x_explain(self) -> np.ndarray:
+        """The explained samples, float32."""
+        return self.x[self.explain_idx].astype(np.float32, copy=False)
+
+    @property
+    def targets_explain(self) -> np.ndarray:
+        """The class each explained sample is explained for: its predicted class (or 0)."""
+        if self.classifier:
+            return self.pred[self.explain_idx].astype(np.int64)
+        return np.zeros(len(self.explain_idx), np.int64)
+
+    def class_name(self, i: int) -> str:
+        """The display name of class ``i``."""
+        return self.names[int(i)] if 0 <= int(i) < len(self.names) else str(i)
+
+    def background_set(self, size: int) -> tuple[np.ndarray, str]:
+        """The background for SHAP/LIME and where it came from.
+
+        The caller's background when given; else ``size`` samples of ``x`` (seeded), disjoint
+        from the explained samples when there are others.
+        """
+        if self.background is not None:
+            return self.background, "given"
+        rng = np.random.default_rng(self.seed + 1)
+        rest = np.setdiff1d(np.arange(len(self.x)), self.explain_idx)
+        pool = rest if len(rest) else np.arange(len(self.x))
+        pick = np.sort(rng.permutation(pool)[: min(size, len(pool))])
+        source = ("drawn from x (seeded), disjoint from the explained samples" if len(rest)
+                  else "drawn from x (seeded)")
+        return self.x[pick].astype(np.float32, copy=False), source
+
+
+def data_kind(x: np.ndarray) -> str:
+    """``"image"`` for ``(N, H, W, C)``, ``"tabular"`` for ``(N, F)``, else ``"sequence"``."""
+    if x.ndim == 4:
+        return "image"
+    if x.ndim == 2:
+        return "tabular"
+    return "sequence"
+
+
+def balanced_order(labels: np.ndarray, n_classes: int, count: int,
+                   rng: np.random.Generator, among: np.ndarray | None = None) -> np.ndarray:
+    """Up to ``count`` indices taken class by class in turn (round robin), each class shuffled.
+
+    Args:
+        labels: class id per sample.
+        n_classes: the number of classes.
+        count: how many indices to return.
+        rng: the seeded generator that shuffles each class.
+        among: restrict to these indices (default: all samples).
+    """
+    pool_idx = np.arange(len(labels)) if among is None else np.asarray(among, np.int64)
+    pools = [list(rng.permutation(pool_idx[labels[pool_idx] == c])) for c in range(n_classes)]
+    out: list[int] = []
+    while len(out) < count and any(pools):
+        for pool in pools:
+            if pool and len(out) < count:
+                out.append(int(pool.pop(0)))
+    return np.asarray(out, np.int64)
+
+
+def merge_options(defaults: dict[str, dict[str, Any]],
+                  options: dict | None) -> dict[str, dict[str, Any]]:
+    """``defaults`` overridden group by group by ``options``.
+
+    Raises:
+        AuditInputError: options not a dict, an unknown group or an unknown key in a group.
+    """
+    merged = copy.deepcopy(defaults)
+    if options is None:
+        return merged
+    if not isinstance(options, dict):
+        raise AuditInputError(f"options must be a dict like {{'lime': {{'num_samples': 300}}}}; "
+                              f"got {type(options).__name__}")
+    for key, value in options.items():
+        if key not in merged:
+            raise AuditInputError(f"unknown options group {key!r}; groups: {list(merged)}")
+        if not isinstance(value, dict):
+            raise AuditInputError(f"options[{key!r}] must be a dict; got {value!r}")
+        bad = [k for k in value if k not in merged[key]]
+        if bad:
+            raise AuditInputError(f"unknown option(s) {bad} for {key!r}; valid: "
+                                  f"{list(merged[key])}")
+        merged[key].update(value)
+    return merged
+
+
+def _count(value: object, what: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise AuditInputError(f"{what} must be an integer >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
+                  defaults: dict[str, dict[str, Any]],
+                  class_names: Sequence[str] | dict | None = None,
+                  background: ArrayLike | None = None,
+                  checks: Sequence[str] = (), seed: int = 0,
+                  card: dict | str | os.PathLike | None = None, samples: int | None = None,
+                  progress: bool | Callable[..., Any] | None = None,
+                  feature_names: Sequence[str] | None = None,
+                  options: dict | None = None) -> AuditContext:
+    """Validate the inputs of ``run`` and build the context (one forward pass over ``x``).
+
+    Raises:
+        AuditInputError: every input problem ``run`` documents, before any analysis runs.
+    """
+    checks = check_checks(checks)
+    seed = _count(seed, "seed", 0)
+    if samples is not None:
+        samples = _count(samples, "samples (a positive integer or None)", 1)
+    merged = merge_options(defaults, options)
+    card_dict = load_card(card)
+    bars = progress_factory(progress)
+    if not isinstance(model, keras.Model):
+        raise AuditInputError(f"model must be a keras.Model; got {type(model).__name__}")
+    try:
+        xa = check_batch(model, x)
+        if xa.dtype.kind not in "biuf":
+            raise ValueError(f"x must be numeric; got dtype {xa.dtype}")
+        ya = as_label_array(y, len(xa))
+        forward = CompiledForward(model, batch_size=int(merged["performance"]["batch_size"]))
+        first = forward(xa[:1])
+        spec = label_spec(ya, first.shape[1:])
+        bg = None if background is None else check_batch(model, background, "background")
+        if spec.task == "regression" and class_names is not None:
+            raise AuditInputError("class_names was given but the model is a regression model")
+        names = class_names_for(class_names, spec)
+    except AuditInputError:
+        raise
+    except ValueError as exc:
+        raise AuditInputError(str(exc)) from None
+    kind = data_kind(xa)
+    features = _feature_names(feature_names, kind, xa)
+    n_explain = min(len(xa), samples if samples is not None else DEFAULT_SAMPLES)
+    outputs = read_outputs(forward(xa), spec)
+    rng = np.random.default_rng(seed)
+    if spec.task == "regression":
+        explain_idx = np.sort(rng.permutation(len(xa))[:n_explain])
+    else:
+        explain_idx = balanced_order(spec.y_true, spec.n_classes, n_explain, rng)
+    return AuditContext(model=model, x=xa, y=ya, spec=spec, kind=kind, names=names,
+                        feature_names=features, forward=forward, outputs=outputs,
+                        explain_idx=explain_idx, background=bg, checks=checks, options=merged,
+                        seed=seed, card=card_dict, samples_requested=samples,
+                        weights_sha256=weights_hash(model), progress=bars)
+
+
+def _feature_names(feature_names, kind: str, x: np.ndarray) -> list[str] | None:
+    if feature_names is None:
+        return [f"x{i}" for i in range(x.shape[1])] if kind == "tabular" else None
+    if kind != "tabular":
+        raise AuditInputError("feature_names applies to tabular data (N, F) only")
+    names = [str(f) for f in feature_names]
+    if len(names) != x.shape[1]:
+        raise AuditInputError(f"feature_names has {len(names)} names but x has "
+                              f"{x.shape[1]} features")
+    return names
+
+
+def out_dir_path(out_dir: str | os.PathLike | None) -> Path | None:
+    """``out_dir`` as a created folder, or None.
+
+    Raises:
+        AuditInputError: the folder cannot be created.
+    """
+    if out_dir is None:
+        return None
+    path = Path(out_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AuditInputError(f"out_dir {path} cannot be created: {exc}") from None
+    return path

@@ -1,0 +1,138 @@
+"""``audit.run``: build the context, call the sections in the table's order, assemble, write.
+
+The order is the section table's (``keras_audit.audit.sections.TABLE``); each section reads
+only the frozen context, so none depends on another having run. The whole audit runs inside
+``preserved_weights`` and the weights' hash is compared before and after.
+
+Determinism: the same model, data, seed and settings give the same ``report.json`` apart from
+``provenance.timestamp`` and ``environment.timings`` (wall-clock measurements).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import keras
+import pandas as pd
+
+from keras_audit.audit._weights import preserved_weights, weights_hash
+from keras_audit.audit.catalog import DEFAULT_CHECKS, SCHEMA_VERSION, TOP_LEVEL_KEYS
+from keras_audit.audit.context import AuditContext, build_context, out_dir_path
+from keras_audit.audit.document import Report
+from keras_audit.audit.environment import environment
+from keras_audit.audit.section import Section
+from keras_audit.audit.sections import DEFAULT_OPTIONS, TABLE
+from keras_audit.audit.serialize import jsonable
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+    from numpy.typing import ArrayLike
+
+_SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
+        class_names: Sequence[str] | dict[int, str] | None = None,
+        background: tf.Tensor | ArrayLike | None = None,
+        checks: Sequence[str] = DEFAULT_CHECKS, out_dir: str | os.PathLike | None = "audit_report",
+        seed: int = 0, card: dict | str | os.PathLike | None = None, samples: int | None = None,
+        progress: bool | Callable[..., Any] | None = None, *,
+        feature_names: Sequence[str] | None = None,
+        options: dict | None = None) -> Report:
+    """Audit ``model`` on ``(x, y)`` and write the compliance report into ``out_dir``.
+
+    Args:
+        model: a trained, built single-input Keras model (classifier or regressor). Its
+            weights are never left changed (checked by hash before and after).
+        x: the audit inputs: images ``(N, H, W, C)``, tables ``(N, F)`` or sequences.
+        y: labels: class ids ``(N,)``, one-hot ``(N, C)``, ``{0, 1}`` for one sigmoid unit, or
+            regression targets.
+        class_names: one name per class, as a list in class-id order or a dict
+            ``{class id: name}`` (default ``"0"``, ``"1"``, ...).
+        background: SHAP background samples (and LIME tabular training statistics); ``None``
+            draws them from ``x`` (seeded, disjoint from the explained samples).
+        checks: analyses to run, from ``CHECKS``: ``"performance"``, ``"shap"``, ``"lime"``
+            (each also brings the model-level explanations: Grad-CAM and saliency galleries
+            for images; permutation importance and a surrogate tree for tables),
+            ``"pruning"`` and ``"sanity"`` (the randomisation test and deletion/insertion
+            AUCs). Provenance, model details, card, data and sign-off are always there.
+        out_dir: the folder for ``report.html``, ``report.json`` and ``tables/*.csv``;
+            ``None`` writes nothing (use the returned ``Report``).
+        seed: seeds every random choice (sample selection, bootstrap, SHAP/LIME, pruning).
+        card: the model card: a dict, a YAML file path or ``None`` (see ``load_card``).
+        samples: how many samples the explanation analyses use (default 32, class-balanced);
+            performance and pruning always use all of ``x``.
+        progress: ``None`` (silent), ``True`` (tqdm bars on stderr) or a factory called as
+            ``progress(desc=..., total=...)`` that returns a bar with ``update(n)`` and
+            ``close()`` (e.g. ``tqdm.tqdm``): one bar per step.
+        feature_names: names of the columns of tabular ``x``.
+        options: per-analysis settings overriding ``DEFAULT_OPTIONS`` group by group, e.g.
+            ``{"pruning": {"sparsities": (0, 0.5, 0.9)}, "lime": {"num_samples": 300}}``.
+
+    Returns:
+        The ``Report`` (``to_html``, ``to_json``, ``tables``, ``content``).
+
+    Raises:
+        AuditInputError (a ValueError), before any analysis runs: an unknown check (the message
+            lists the valid ones), ``x`` the model cannot take, ``y`` that does not match ``x``
+            or the model's output, wrong ``class_names``/``feature_names``, a bad ``card``,
+            ``seed``, ``samples`` or ``options``, or an ``out_dir`` that cannot be created.
+        RuntimeError: the weights changed during the audit (a bug; never expected).
+
+    An analysis that fails while running is recorded in its section (``status: "failed"``
+    with the error) and as an ``error`` finding, and the audit goes on.
+    """
+    ctx = build_context(model, x, y, defaults=DEFAULT_OPTIONS, class_names=class_names,
+                        background=background, checks=checks, seed=seed, card=card,
+                        samples=samples, progress=progress, feature_names=feature_names,
+                        options=options)
+    folder = out_dir_path(out_dir)
+    with preserved_weights(model, verify=True):
+        sections = [module.build(ctx, ctx.options) for module in TABLE]
+    report = assemble(ctx, sections)
+    if folder is not None:
+        report.save(folder)
+    return report
+
+
+def assemble(ctx: AuditContext, sections: Sequence[Section]) -> Report:
+    """The ``Report`` from the sections' outputs: content in ``TOP_LEVEL_KEYS`` order, the
+    findings sorted by severity, the environment with every step's timing.
+
+    Raises:
+        RuntimeError: the weights changed during the audit (a bug; never expected).
+    """
+    hash_after = weights_hash(ctx.model)
+    if hash_after != ctx.weights_sha256:  # preserved_weights restores; this proves it
+        raise RuntimeError("the audit changed the model's weights (hash mismatch); please "
+                           "report this bug")
+    content: dict[str, Any] = {}
+    tables: dict[str, pd.DataFrame] = {}
+    figures: dict[str, bytes] = {}
+    titles: dict[str, str] = {}
+    galleries: list[dict] = []
+    findings: list[dict] = []
+    timings: dict[str, float] = {}
+    latency: dict[str, float] = {}
+    for sec in sections:
+        content[sec.key] = sec.content
+        tables.update(sec.tables)
+        for key, (png, title) in sec.figures.items():
+            figures[key], titles[key] = png, title
+        galleries.extend(sec.galleries)
+        findings.extend(sec.findings)
+        timings.update(sec.timings)
+        latency.update(sec.latency)
+    content["provenance"]["weights_sha256_after"] = hash_after
+    content["environment"] = environment(timings, latency)
+    ranked = sorted(enumerate(findings),
+                    key=lambda t: (_SEVERITY_ORDER.get(t[1]["severity"], 3), t[0]))
+    content["findings"] = [f for _, f in ranked]
+    tables["findings"] = pd.DataFrame(content["findings"], columns=["severity", "section",
+                                                                    "text"])
+    ordered = {k: content.get(k) for k in TOP_LEVEL_KEYS if k != "schema_version"}
+    ordered.update({k: v for k, v in content.items() if k not in ordered})
+    final = {"schema_version": SCHEMA_VERSION, **jsonable(ordered)}
+    return Report(final, tables, figures, titles, galleries)

@@ -1,0 +1,73 @@
+"""Section 5, performance: the task's metrics with CIs, calibration, cost, and their findings."""
+
+from __future__ import annotations
+
+from keras_audit.audit.context import AuditContext
+from keras_audit.audit.section import Section, new_section
+from keras_audit.audit.serialize import records
+
+KEY = "performance"
+TITLE = "Performance"
+OPTIONS = {"performance": {"n_bootstrap": 200, "latency_repeats": 5, "batch_size": 256}}
+
+RECALL_GAP = 0.05    # a class whose recall is this far below accuracy is flagged
+ECE_WARNING = 0.05   # calibration error above this is flagged
+
+_TITLES = {"confusion_matrix": "Confusion matrix",
+           "reliability_diagram": "Reliability diagram (calibration)",
+           "roc_curves": "ROC curves (one-vs-rest)"}
+
+
+def build(ctx: AuditContext, options: dict) -> Section:
+    """``audit.performance`` on the whole of ``x``; latency goes to the environment."""
+    sec = new_section(KEY, ctx)
+    content = sec.content
+    if "performance" not in ctx.checks:
+        content["status"] = "not requested"
+        return sec
+    from keras_audit.audit.performance_analysis import performance
+
+    opts = options["performance"]
+    with sec.step("performance", content):
+        res = performance(ctx.model, ctx.x, ctx.y, class_names=ctx.names,
+                          n_bootstrap=int(opts["n_bootstrap"]), seed=ctx.seed,
+                          latency_repeats=int(opts["latency_repeats"]), forward=ctx.forward)
+        metrics = dict(res.metrics)
+        for k in [k for k in metrics if k.startswith("latency_")]:
+            sec.latency[k] = metrics.pop(k)  # clock-dependent: kept in environment
+        content.update({"status": "ok", "task": res.task, **metrics})
+        content["tables"] = {}
+        for name, df in res.tables.items():
+            if name == "latency":
+                sec.tables["performance_latency"] = df
+                continue
+            sec.tables[f"performance_{name}"] = df
+            content["tables"][name] = records(df)
+        for name, fig in res.figures.items():
+            sec.add_figure(name, fig, _TITLES.get(name))
+        content["figures"] = list(res.figures)
+        _findings(sec, res)
+    return sec
+
+
+def _findings(sec: Section, res) -> None:
+    c = sec.content
+    if res.task == "regression":
+        sec.finding("info", f"MAE {c['mae']:.4g}, RMSE {c['rmse']:.4g}"
+                    + (f", R² {c['r2']:.3f}" if c.get("r2") is not None else ""))
+        return
+    acc = c["accuracy"]
+    ci = c.get("accuracy_ci95")
+    sec.finding("info", f"accuracy is {acc:.3f}"
+                + (f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
+                + f" on {c['n_samples']} samples")
+    per_class = res.tables.get("per_class")
+    if per_class is not None:
+        for row in per_class.to_dict(orient="records"):
+            if row["support"] > 0 and row["recall"] < acc - RECALL_GAP:
+                sec.finding("warning", f"recall of class {row['class']} is "
+                            f"{row['recall']:.2f} (overall accuracy {acc:.2f})")
+    ece = c.get("ece")
+    if ece is not None and ece > ECE_WARNING:
+        sec.finding("warning", f"the model is miscalibrated: expected calibration error "
+                    f"{ece:.3f} (above {ECE_WARNING})")
