@@ -12,10 +12,10 @@ from keras_audit.audit import pruning
 from keras_audit.audit._weights import preserved_weights, weights_hash
 from keras_audit.audit.pruning import (
     prunable_kernels,
-    pruning_figures,
     pruning_impact,
     pruning_summary,
 )
+from keras_audit.audit.pruning_plots import pruning_figures
 from keras_audit.explain.forward import CompiledForward
 
 PATHS = ["backbone/conv_a", "backbone/conv_b", "head"]

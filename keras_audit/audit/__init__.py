@@ -28,7 +28,7 @@ _EXPORTS = {
     "LimeResult": "lime_analysis", "lime_explanations": "lime_analysis",
     "segment_image": "lime_analysis",
     "PerformanceResult": "performance_analysis", "performance": "performance_analysis",
-    "pruning_figures": "pruning", "pruning_impact": "pruning", "pruning_summary": "pruning",
+    "pruning_figures": "pruning_plots", "pruning_impact": "pruning", "pruning_summary": "pruning",
     "faithfulness": "quality", "faithfulness_figure": "quality", "sanity": "quality",
     "sanity_figure": "quality",
     "SHAP_METHODS": "shap_analysis", "ShapResult": "shap_analysis",
@@ -55,6 +55,8 @@ def _module(name: str) -> Any:
         from keras_audit.audit import performance_analysis as m
     elif name == "pruning":
         from keras_audit.audit import pruning as m
+    elif name == "pruning_plots":
+        from keras_audit.audit import pruning_plots as m
     elif name == "quality":
         from keras_audit.audit import quality as m
     elif name == "shap_analysis":

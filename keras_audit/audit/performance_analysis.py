@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import keras
@@ -27,6 +27,7 @@ from keras_audit.audit._labels import (
     label_spec,
     read_outputs,
 )
+from keras_audit.audit.result import AnalysisResult
 from keras_audit.explain.forward import CompiledForward, check_batch
 from keras_audit.render.figures import new_figure
 
@@ -38,8 +39,8 @@ if TYPE_CHECKING:
 CALIBRATION_BINS = 15
 
 
-@dataclass
-class PerformanceResult:
+@dataclass(repr=False)
+class PerformanceResult(AnalysisResult):
     """What ``performance`` measured.
 
     Attributes:
@@ -58,9 +59,6 @@ class PerformanceResult:
     """
 
     task: str
-    metrics: dict = field(default_factory=dict)
-    tables: dict = field(default_factory=dict)
-    figures: dict = field(default_factory=dict)
 
 
 def performance(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,

@@ -10,7 +10,7 @@ forward pass (``CompiledForward``), so sklearn's many scoring calls never go thr
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import keras
@@ -24,6 +24,7 @@ from keras_audit.audit._explain_common import (
     check_names,
 )
 from keras_audit.audit._labels import LabelSpec, as_label_array, label_spec, read_outputs
+from keras_audit.audit.result import AnalysisResult
 from keras_audit.explain.forward import CompiledForward, check_batch
 from keras_audit.render.figures import new_figure
 
@@ -153,8 +154,8 @@ def permutation_importance(model: keras.Model, x: tf.Tensor | ArrayLike,
     return table
 
 
-@dataclass
-class SurrogateResult:
+@dataclass(repr=False)
+class SurrogateResult(AnalysisResult):
     """A shallow decision tree fitted to mimic the model's predictions.
 
     Attributes:
@@ -177,7 +178,9 @@ class SurrogateResult:
     model_predictions: np.ndarray
     tree_predictions: np.ndarray
     figure: object = None
-    figures: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.metrics.setdefault("fidelity", float(self.fidelity))
 
 
 def surrogate_tree(model: keras.Model, x: tf.Tensor | ArrayLike,

@@ -42,7 +42,8 @@ def build(ctx: AuditContext, options: dict) -> Section:
 
 
 def _pruning(ctx: AuditContext, opts: dict, layers: list[str], sec: Section, bar) -> None:
-    from keras_audit.audit.pruning import pruning_figures, pruning_impact, pruning_summary
+    from keras_audit.audit.pruning import pruning_impact, pruning_summary
+    from keras_audit.audit.pruning_plots import pruning_figures
     from keras_audit.audit.sections.explanation_methods import has_cam_layer
 
     summary = pruning_summary(ctx.model)
