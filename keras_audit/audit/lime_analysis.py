@@ -5,10 +5,11 @@ lime does the estimation. This module supplies what lime gets wrong at small ima
 Keras models:
 
 - superpixels that mean something at the image's size: lime's default quickshift gives 1-2
-  segments on 28x28 or 32x32 images (FIELD_NOTES); ``segment_image`` uses SLIC scaled to the
-  image's area instead;
+  segments on 28x28 or 32x32 images (measured here); ``segment_image`` uses SLIC scaled to
+  the image's area instead;
 - predictions batched through a compiled forward pass (``CompiledForward``) instead of
-  ``model.predict`` at lime's default batch of 10 (FIELD_NOTES: 15.9x slower);
+  ``model.predict`` at lime's default batch of 10 (measured: 15.9x one predict pass over the
+  1000 samples, against 0.81x with the compiled forward);
 - grayscale images, which lime turns into RGB: converted back before the model sees them.
 """
 

@@ -5,7 +5,7 @@ Implemented natively: TF Model Optimization forces Keras 2 and rejects Keras 3 m
 built once; for each sparsity level the masked kernels are assigned in place
 (``variable.assign``), the data is evaluated, and the original values are written back. The
 whole sweep runs inside ``preserved_weights``, so the weights are bit-exactly the original after
-the call, also when it fails or is interrupted (FIELD_NOTES: 1.02x the cost of the forward
+the call, also when it fails or is interrupted (measured: 1.02x the cost of the forward
 passes alone, against 2.26x for clone + set_weights + compile + evaluate per level).
 
 Prunable weights are the kernels of Dense and convolution layers (nested models included):
