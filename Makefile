@@ -6,14 +6,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test demo lint bench clean
 
-$(STAMP): pyproject.toml
+# __init__.py holds the version, which the installed metadata must follow
+$(STAMP): pyproject.toml keras_audit/__init__.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+lint: $(STAMP)
 	$(VENV)/bin/ruff check keras_audit tests benchmarks examples
+
+test: lint
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q tests
 
 demo: $(STAMP)

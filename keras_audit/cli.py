@@ -255,6 +255,12 @@ def _native_stderr_to(path: str):
 
 def _report(args) -> int:
     """``keras-audit report``: validate everything cheap, then load the model and run the audit."""
+    from keras_audit._extras import check_installed
+
+    try:  # finds the audit's packages without importing them
+        check_installed("audit", feature="keras-audit report")
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
     checks = parse_checks(args.checks)
     model_path = _existing_file(args.model, "model")
     if model_path.suffix == ".keras":

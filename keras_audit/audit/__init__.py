@@ -70,12 +70,10 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from keras_audit._extras import missing_extra
+    from keras_audit._extras import check_installed
 
-    try:
-        value = getattr(_module(module), name)
-    except ModuleNotFoundError as exc:
-        raise missing_extra(exc, f"keras_audit.audit.{name}") from exc
+    check_installed("audit", feature=f"keras_audit.audit.{name}")  # finds, imports nothing
+    value = getattr(_module(module), name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 
