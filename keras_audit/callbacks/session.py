@@ -109,14 +109,6 @@ class Session:
         self._pred = (epoch, probs, base)
         return probs
 
-    def share_predictions(self, samples: Samples, probs: np.ndarray, epoch: int) -> None:
-        """Offer outputs a member computed anyway on ``samples`` this epoch (a pass that also
-        read activations), so the shared prediction pass is not run again."""
-        base = samples.x if samples.x.base is None else samples.x.base
-        cached = self._pred
-        if cached is None or cached[0] != epoch or len(cached[1]) < len(probs):
-            self._pred = (epoch, np.asarray(probs), base)
-
     def forward_trace_count(self) -> int:
         """Tracings of the shared prediction pass (0 before it first runs)."""
         fn = getattr(self._forward, "_fn", None)
