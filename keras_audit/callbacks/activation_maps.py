@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import keras
 import numpy as np
 
 from keras_audit import render
 from keras_audit._checks import positive_int
-from keras_audit.callbacks.base import ExplanationCallback, _check_colormap
+from keras_audit.callbacks.base import ExplanationCallback
+from keras_audit.callbacks.layers import (
+    DEFAULT_LAYERS,
+    is_feature_map_conv,
+    output_width,
+    spread,
+)
 from keras_audit.explain import Activations
+from keras_audit.explain.base import resolve_layer
 from keras_audit.explain.forward import select_output
+from keras_audit.render.channels import channel_rows
 
 if TYPE_CHECKING:
-    from keras_audit.callbacks.base import ValidationData
+    from keras_audit.callbacks.samples import ValidationData
 
-#: channel tiles are small: 4 samples x 16 channels x every conv layer, PNG-encoded each epoch
+#: channel tiles are small: 4 samples x 16 channels x up to 4 layers, PNG-encoded each epoch
 CHANNEL_TILE = 32
 
 
@@ -31,7 +40,10 @@ class ActivationMapsCallback(ExplanationCallback):
         validation_data: ``(x, y)``, ``x`` alone or a ``tf.data.Dataset`` of ``(x, y)`` batches.
         log_dir: folder for the event files.
         layers: layer names or paths (``"backbone/conv2"``) with 4-D ``(N, H, W, C)`` outputs;
-            ``None`` = every convolution layer, nested models included.
+            ``None`` = at most 4 convolution layers (nested models included) spread over the
+            model, in call order: the first, the last and evenly spaced ones between (every
+            convolution when there are 4 or fewer), so a backbone of 120 convolutions shows
+            early, middle and late features in 4 pictures, never one per layer.
         num_samples: samples shown (rows), class-balanced and fixed.
         max_channels: channels shown per sample (columns after the input).
         freq, strict, class_names, seed: as ``GradCAMCallback``.
@@ -63,7 +75,7 @@ class ActivationMapsCallback(ExplanationCallback):
             layers = [layers] if isinstance(layers, str) else list(layers)
             if not layers or not all(isinstance(n, str) for n in layers):
                 raise ValueError(f"layers must be layer names or None; got {layers!r}")
-        _check_colormap(colormap)
+        render.colormap_lut(colormap)  # ValueError for a name that is not a colormap
         self.layers = layers
         self.max_channels = int(max_channels)
         self.colormap = colormap
@@ -71,21 +83,34 @@ class ActivationMapsCallback(ExplanationCallback):
         self.layer_paths: list[str] = []
 
     def _setup(self) -> None:
-        reader = Activations(self.model, self.layers)  # unknown names raise here
-        flat = [i for i in reader.layers if len(i.output_shape) != 4]
-        if flat:
-            four_d = [i.path for i in reader.infos if len(i.output_shape) == 4]
-            keep = [i.path for i in reader.layers if len(i.output_shape) == 4]
-            if self.layers is not None or not keep:
+        infos = self.model_layers()
+        four_d = [i.path for i in infos if len(i.output_shape) == 4]
+        if self.layers is None:
+            convs = [i for i in infos if "Conv" in type(i.layer).__name__
+                     and not isinstance(i.layer, keras.Model)]
+            if not convs:
+                raise ValueError(
+                    f"model {self.model.name!r} has no convolution layer; name the layers to "
+                    f"read. Choices: {[i.path for i in infos]}"
+                )
+            maps = [i for i in convs if is_feature_map_conv(i)]
+            if not maps:
+                raise ValueError(
+                    "activation maps need layers with a 4-D (N, H, W, C) output; "
+                    f"{[(i.path, i.output_shape) for i in convs]} are not. Choices: {four_d}"
+                )
+            chosen = spread(maps, DEFAULT_LAYERS)
+        else:
+            chosen = [resolve_layer(infos, name) for name in self.layers]  # unknown names raise
+            flat = [i for i in chosen if len(i.output_shape) != 4]
+            if flat:
                 raise ValueError(
                     "activation maps need layers with a 4-D (N, H, W, C) output; "
                     f"{[(i.path, i.output_shape) for i in flat]} are not. Choices: {four_d}"
                 )
-            reader = Activations(self.model, keep)  # the default: 2-D convolutions only
-        self.reader = reader
-        self.layer_paths = list(reader.paths)
-        out_units = _output_units(reader)
-        self.check_class_names(out_units)
+        self.reader = Activations(self.model, [i.path for i in chosen])
+        self.layer_paths = list(self.reader.paths)
+        self.check_class_names(output_width(self.model, infos))
 
     def _compute(self, epoch: int) -> dict:
         out = self.reader(self.samples.x)
@@ -102,25 +127,12 @@ class ActivationMapsCallback(ExplanationCallback):
 
     def _write(self, payload: dict, step: int) -> None:
         captions = self.captions(payload["probs"])
-        inputs = render.to_uint8_images(self.samples.x)
         for path, (maps, top) in payload["layers"].items():
-            rows = []
-            for image, chans, ids, text in zip(inputs, maps, top, captions):
-                tiles = [image] + list(render.colorize(render.normalize_per_sample(chans),
-                                                       self.colormap))
-                rows.append(render.grid(tiles, captions=["input"] + [f"ch {c}" for c in ids],
-                                        ncols=len(tiles), min_tile=CHANNEL_TILE, title=text))
-            self.write_image(f"activations/{path}", render.grid(rows, ncols=1, min_tile=1), step)
+            picture = channel_rows(self.samples.x, maps, top, captions, cmap=self.colormap,
+                                   min_tile=CHANNEL_TILE)
+            self.write_image(f"activations/{path}", picture, step)
 
     def trace_counts(self) -> dict[str, int]:
         """Tracings of the compiled activation reader (one per input shape)."""
         return {} if self.reader is None else {"activations": int(self.reader.trace_count)}
 
-
-def _output_units(reader: Activations) -> int:
-    """The width of the model's output, from the probe the reader already ran."""
-    for info in reversed(reader.infos):
-        shape = info.output_shape
-        if len(shape) == 2:
-            return int(shape[-1])
-    return 0

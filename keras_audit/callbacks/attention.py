@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from keras_audit import render
 from keras_audit.callbacks.base import ExplanationCallback
 from keras_audit.explain.attention import (
     OUTPUT_KEY,
@@ -21,89 +20,15 @@ from keras_audit.explain.attention import (
     rollout_maps,
 )
 from keras_audit.explain.forward import select_output
+from keras_audit.render.frames import HeatmapFrame, attention_grid, rollout_overlay
 
 if TYPE_CHECKING:
-    from keras_audit.callbacks.base import ValidationData
+    from keras_audit.callbacks.samples import ValidationData
+
+__all__ = ["AttentionMapsCallback", "HeatmapFrame"]
 
 #: the most positions labelled on a heatmap axis; longer axes are labelled every k-th position
 _MAX_LABELS = 32
-#: heatmap cell sides, in pixels, and the side a heatmap aims for
-_CELL_MIN, _CELL_MAX, _HEATMAP_SIDE = 3, 18, 200
-
-
-class HeatmapFrame:
-    """A labelled frame for ``query x key`` heatmaps, drawn once and filled per head.
-
-    Hand-drawn (NumPy cells + Pillow text) rather than ``render.heatmap``, which makes a
-    matplotlib figure per matrix (about 70 ms here), and a logged epoch draws samples x heads x
-    layers of them. The labels are drawn once per sample (the samples are fixed), so filling a
-    frame costs a colormap lookup and a copy.
-
-    Args:
-        row_labels, col_labels: one label per query / key position ("" for none).
-        cmap: a matplotlib colormap name.
-    """
-
-    def __init__(self, row_labels: list[str], col_labels: list[str], cmap: str = "viridis") -> None:
-        from PIL import Image, ImageDraw
-
-        from keras_audit.render import text as _text
-
-        tq, tk = len(row_labels), len(col_labels)
-        self.cmap = cmap
-        self.cell = cell = int(np.clip(_HEATMAP_SIDE // max(tq, tk, 1), _CELL_MIN, _CELL_MAX))
-        fnt = _text.font(max(7, min(11, cell - 2)))
-        lh = _text.line_height(fnt)
-        cols = [_short(t) for t in col_labels]
-        rows = [_short(t) for t in row_labels]
-        widest = int(np.ceil(max((_text.text_width(fnt, t) for t in cols if t), default=0.0)))
-        upright = widest + 2 > cell  # too wide for a cell: write the column labels upwards
-        self.top = top = (widest + 3 if upright else lh + 2) if any(cols) else 0
-        self.left = left = int(np.ceil(max((_text.text_width(fnt, t) for t in rows if t),
-                                           default=0.0))) + 4
-        row_every = max(1, int(np.ceil(lh / cell)))
-        col_every = row_every if upright else 1
-        picture = Image.new("RGB", (left + tk * cell + 1, top + tq * cell + 1), (255, 255, 255))
-        draw = ImageDraw.Draw(picture)
-        if upright and any(cols):
-            strip = Image.new("RGB", (top, tk * cell), (255, 255, 255))  # drawn sideways, turned
-            side = ImageDraw.Draw(strip)
-            for k, t in enumerate(cols):
-                if t and k % col_every == 0:
-                    y = k * cell + (cell - lh) / 2
-                    side.text((top - 2 - _text.text_width(fnt, t), y), t, fill=(0, 0, 0), font=fnt)
-            picture.paste(strip.transpose(Image.Transpose.ROTATE_90), (left, 0))
-        else:
-            for k, t in enumerate(cols):
-                if t:
-                    x = left + k * cell + (cell - _text.text_width(fnt, t)) / 2
-                    draw.text((x, 0), t, fill=(0, 0, 0), font=fnt)
-        for k, t in enumerate(rows):
-            if t and k % row_every == 0:
-                y = top + k * cell + (cell - lh) / 2
-                draw.text((left - 3 - _text.text_width(fnt, t), y), t, fill=(0, 0, 0), font=fnt)
-        self.canvas = np.asarray(picture).copy()
-        self.shape = (tq, tk)
-
-    def fill(self, weights: np.ndarray) -> np.ndarray:
-        """The frame with ``weights`` ``(Tq, Tk)`` as cells, coloured relative to their maximum.
-
-        Returns:
-            ``np.uint8`` ``(H, W, 3)``.
-        """
-        tq, tk = self.shape
-        w = np.asarray(weights, np.float32)
-        top = float(np.nanmax(w)) if np.isfinite(w).any() else 0.0
-        colours = render.colorize(w / top if top > 0 else np.zeros_like(w), self.cmap)
-        out = self.canvas.copy()
-        c = self.cell
-        region = out[self.top:self.top + tq * c, self.left:self.left + tk * c]
-        region.reshape(tq, c, tk, c, 3)[...] = colours[:, None, :, None, :]
-        return out
-
-
-def _short(label: str, limit: int = 10) -> str:
-    return label if len(label) <= limit else label[:limit - 1] + "\u2026"
 
 
 class AttentionMapsCallback(ExplanationCallback):
@@ -259,22 +184,10 @@ class AttentionMapsCallback(ExplanationCallback):
         return frame
 
     def _draw_layer(self, path: str, scores: np.ndarray, captions: list[str]) -> np.ndarray:
-        tiles, texts = [], []
-        n, heads, tq, tk = scores.shape
-        for i in range(n):
-            frame = self._frame(i, tq, tk)
-            for h in range(heads):
-                tiles.append(frame.fill(scores[i, h]))
-                peak = float(scores[i, h].max())
-                texts.append(f"{captions[i]}  head {h} (max {peak:.2f})" if h == 0
-                             else f"head {h} (max {peak:.2f})")
-        return render.grid(tiles, captions=texts, ncols=heads, min_tile=1,
-                           title=f"attention/{path}: rows query, columns key")
+        _, _, tq, tk = scores.shape
+        frames = [self._frame(i, tq, tk) for i in range(len(scores))]
+        return attention_grid(frames, scores, captions,
+                              title=f"attention/{path}: rows query, columns key")
 
     def _draw_rollout(self, maps: np.ndarray, captions: list[str]) -> np.ndarray:
-        rows, cols = maps.shape[1:]
-        h, w = self._input_shape[:2]
-        # nearest upsampling: each patch is one token, so the map is constant over a patch
-        up = np.repeat(np.repeat(maps, h // rows, axis=1), w // cols, axis=2)
-        return render.explanation_grid(self.samples.x, up, captions=captions,
-                                       title="attention rollout (input | rollout overlay)")
+        return rollout_overlay(self.samples.x, maps, captions)

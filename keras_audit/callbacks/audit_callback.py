@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
-from keras_audit.callbacks.base import ExplanationCallback, _Session
+from keras_audit.callbacks.base import ExplanationCallback
+from keras_audit.callbacks.session import Session
 
 if TYPE_CHECKING:
-    from keras_audit.callbacks.base import ValidationData
+    from keras_audit.callbacks.samples import ValidationData
 
 #: technique name -> "module:class". Adding a technique is one line here.
 TECHNIQUES: dict[str, str] = {
@@ -45,6 +46,15 @@ class AuditCallback(keras.callbacks.Callback):
     ``options``. The members read the validation data once, share one prediction pass per
     logged epoch and one event file, and a logging failure is reported once for all of them.
 
+    Like ``keras.callbacks.CallbackList``, it is the one owner of what the members share: it
+    opens one ``Session`` per ``fit()`` (worker, writers, caches), hands it to the members, and
+    closes it after their ``on_train_end``; the members only use it.
+
+    With the defaults, a logged epoch writes ``gradcam/<layer>`` and ``saliency/vanilla`` and,
+    for at most 4 convolution layers spread over the model (the first, the last and evenly
+    spaced ones between), ``activations/<layer>`` and ``filters/<layer>``: at most 10 pictures
+    whatever the depth of the model.
+
     Args:
         validation_data: ``(x, y)``, ``x`` alone or a ``tf.data.Dataset`` of ``(x, y)`` batches.
         log_dir: folder for the event files.
@@ -57,6 +67,7 @@ class AuditCallback(keras.callbacks.Callback):
 
     Attributes:
         callbacks: ``{name: callback}`` in ``include`` order.
+        session: the ``Session`` of the current (or last) ``fit()``; ``None`` before one.
 
     Example:
         ```python
@@ -95,18 +106,20 @@ class AuditCallback(keras.callbacks.Callback):
         if orphan:
             valid = sorted(set().union(*accepted.values()) - {"validation_data", "log_dir"})
             raise ValueError(f"no included technique takes option(s) {orphan}; valid: {valid}")
-        self.session = _Session()
+        self.session: Session | None = None
         self.callbacks: dict[str, keras.callbacks.Callback] = {}
         for name, cls in classes.items():
             kwargs = {k: v for k, v in shared_options.items() if k in accepted[name]}
             kwargs.update(options.get(name, {}))
             if "validation_data" in accepted[name]:
                 kwargs["validation_data"] = validation_data
-            cb = cls(log_dir=log_dir, **kwargs)
-            if isinstance(cb, ExplanationCallback):
-                cb._attach(self.session)
-            self.callbacks[name] = cb
+            self.callbacks[name] = cls(log_dir=log_dir, **kwargs)
         self.log_dir = log_dir
+        self._last_epoch: int | None = None
+
+    @property
+    def _explained(self) -> list[ExplanationCallback]:
+        return [cb for cb in self.callbacks.values() if isinstance(cb, ExplanationCallback)]
 
     # -- forward every hook that Keras calls outside the batch loop -------------------------------
     def set_model(self, model: keras.Model) -> None:
@@ -123,10 +136,10 @@ class AuditCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Set every member up; the first configuration error raises ValueError."""
-        self.session = _Session()  # a fresh worker and writers for every fit()
-        for cb in self.callbacks.values():
-            if isinstance(cb, ExplanationCallback):
-                cb._attach(self.session)
+        self.session = Session()  # a fresh worker and writers for every fit()
+        self._last_epoch = None
+        for cb in self._explained:
+            cb.share_session(self.session)
         for cb in self.callbacks.values():
             cb.on_train_begin(logs)
 
@@ -137,19 +150,24 @@ class AuditCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Every member logs its scheduled epochs."""
+        self._last_epoch = epoch
         for cb in self.callbacks.values():
             cb.on_epoch_end(epoch, logs)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         """Members finish, then the shared worker is drained and the writers are closed."""
-        members = list(self.callbacks.values())
-        for cb in members:
+        for cb in self.callbacks.values():
             cb.on_train_end(logs)
-        explained = [cb for cb in members if isinstance(cb, ExplanationCallback)]
-        if explained:
-            explained[0]._close_session()
-            for cb in explained:
-                cb._report_worker_errors()
+        if self.session is None:
+            return
+        try:
+            self.session.close()
+        except Exception as exc:  # reported once, as the members report theirs
+            explained = self._explained
+            if not explained:
+                raise
+            explained[0].report_failure(exc, self._last_epoch)
+        self.session.deliver_errors()
 
     def trace_counts(self) -> dict[str, int]:
         """Every member's tracing counts, keyed ``"<technique>/<computation>"``."""

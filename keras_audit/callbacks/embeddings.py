@@ -10,7 +10,6 @@ so the evolution shows in the Images and Scalars tabs.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from typing import TYPE_CHECKING, Any
@@ -21,21 +20,21 @@ import tensorflow as tf
 
 from keras_audit import render
 from keras_audit.callbacks.base import ExplanationCallback
-from keras_audit.explain import Activations, LayerInfo, list_layers
+from keras_audit.callbacks.layers import model_layers, output_width
+from keras_audit.callbacks.predictions import predicted_classes
+from keras_audit.explain import Activations, LayerInfo
 from keras_audit.explain.base import resolve_layer
 from keras_audit.explain.forward import select_output
+from keras_audit.render.sprites import sprite_images, thumbnail_size, tile_sprite
 
 if TYPE_CHECKING:
-    from keras_audit.callbacks.base import ValidationData
+    from keras_audit.callbacks.samples import ValidationData
 
 #: file names written into ``log_dir`` (fixed, so TensorBoard's projector finds them)
 CONFIG_FILE = "projector_config.pbtxt"
 METADATA_FILE = "metadata.tsv"
 SPRITE_FILE = "sprite.png"
 CHECKPOINT_NAME = "embeddings"
-#: the projector's limit on a sprite's side, and the largest thumbnail side we draw
-_SPRITE_MAX = 8192
-_THUMB_MAX = 64
 #: layers that are the identity at inference: the embedding is the layer that feeds them
 _IDENTITY_AT_INFERENCE = (
     keras.layers.Dropout, keras.layers.SpatialDropout1D, keras.layers.SpatialDropout2D,
@@ -61,11 +60,17 @@ def _feeding_layer(layer, by_layer: dict[int, Any]):
     return by_layer.get(id(op)) if op is not None else None
 
 
-def default_embedding_layer(model: keras.Model) -> LayerInfo:
+def default_embedding_layer(model: keras.Model,
+                            infos: list[LayerInfo] | None = None) -> LayerInfo:
     """The input to the classifier head: the layer that feeds the model's last ``Dense`` layer.
 
     Dropout-like layers (the identity at inference) are skipped back to the layer that feeds
     them, so the tag names a layer that computes something.
+
+    Args:
+        model: a built model.
+        infos: its layers as ``keras_audit.explain.list_layers`` gives them (listed when
+            ``None``).
 
     Returns:
         the ``LayerInfo`` of that layer (see ``keras_audit.explain.list_layers``).
@@ -74,7 +79,7 @@ def default_embedding_layer(model: keras.Model) -> LayerInfo:
         ValueError: the model has no ``Dense`` layer, or its last ``Dense`` layer reads the model
             input directly; the message lists the layers to choose from.
     """
-    infos = list_layers(model)
+    infos = model_layers(model) if infos is None else infos
     leaves = [i for i in infos if not isinstance(i.layer, keras.Model)]
     choices = [i.path for i in infos]
     dense = [k for k, i in enumerate(leaves) if isinstance(i.layer, keras.layers.Dense)]
@@ -101,17 +106,6 @@ def default_embedding_layer(model: keras.Model) -> LayerInfo:
             f"layer=. Choices: {choices}"
         )
     return info
-
-
-def _predicted_classes(outputs: np.ndarray) -> np.ndarray:
-    """Class ids from a model's outputs: argmax, or ``> 0.5`` for one sigmoid unit."""
-    out = np.asarray(outputs, np.float64)
-    if out.ndim == 1:
-        out = out[:, None]
-    out = out.reshape(len(out), -1)
-    if out.shape[1] == 1:
-        return (out[:, 0] > 0.5).astype(np.int64)
-    return out.argmax(axis=1).astype(np.int64)
 
 
 def pca_2d(features: np.ndarray, previous: np.ndarray | None = None
@@ -170,38 +164,12 @@ def sprite_image(images: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         ``(sprite uint8 (rows*h, cols*w, 3), (h, w))``: thumbnails shrink (area averaging) so a
         side stays within 64 px and the sprite within the projector's 8192 px.
     """
-    x = np.asarray(images, np.float32)
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.shape[-1] not in (1, 3):
-        x = x[..., :3] if x.shape[-1] >= 3 else x[..., :1]
+    x = sprite_images(images)
     n, h, w = x.shape[:3]
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    scale = min(1.0, _THUMB_MAX / max(h, w), _SPRITE_MAX / (cols * max(h, w)))
-    if scale < 1.0:
-        th, tw = max(1, int(h * scale)), max(1, int(w * scale))
-        x = tf.image.resize(x, (th, tw), method="area").numpy()
-        h, w = th, tw
-    tiles = render.to_uint8_images(x)  # (N, h, w, 3), each image scaled to 0..255
-    sprite = np.zeros((rows * cols, h, w, 3), np.uint8)
-    sprite[:n] = tiles
-    sprite = sprite.reshape(rows, cols, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(
-        rows * h, cols * w, 3)
-    return sprite, (h, w)
-
-
-def _output_width(model: keras.Model) -> int:
-    """Width of the model's (first) output's last axis; 0 when Keras cannot say."""
-    try:
-        shape = model.output_shape
-    except (AttributeError, ValueError, RuntimeError):
-        return 0
-    if isinstance(shape, dict):
-        shape = next(iter(shape.values()))
-    if isinstance(shape, list) and shape and isinstance(shape[0], tuple | list):
-        shape = shape[0]
-    return int(shape[-1] or 0) if shape else 0
+    size = thumbnail_size(n, h, w)
+    if size != (h, w):  # TensorFlow's area resize: the thumbnails the projector always showed
+        x = tf.image.resize(x, size, method="area").numpy()
+    return tile_sprite(x), size
 
 
 def _is_image_batch(x: np.ndarray) -> bool:
@@ -278,9 +246,9 @@ class EmbeddingCallback(ExplanationCallback):
     # -- hooks ------------------------------------------------------------------------------------
     def _setup(self) -> None:
         if self.layer is None:
-            info = default_embedding_layer(self.model)
+            info = default_embedding_layer(self.model, self.model_layers())
         else:
-            info = resolve_layer(list_layers(self.model), self.layer)
+            info = resolve_layer(self.model_layers(), self.layer)
         self.layer_path = info.path
         self._reader = Activations(self.model, [info.path])
         attr = re.sub(r"\W", "_", info.path)
@@ -291,7 +259,7 @@ class EmbeddingCallback(ExplanationCallback):
         self._components = None
         self._sprite_done = False
         self.silhouettes = {}
-        self.check_class_names(_output_width(self.model))
+        self.check_class_names(output_width(self.model))
 
     def _compute(self, epoch: int) -> dict:
         out = self._reader(self.samples.x)
@@ -299,7 +267,7 @@ class EmbeddingCallback(ExplanationCallback):
         features = features.reshape(len(features), -1)
         outputs = out["__output__"]
         outputs = select_output(outputs, None, self.model)  # the first output
-        return {"features": features, "predicted": _predicted_classes(outputs)}
+        return {"features": features, "predicted": predicted_classes(outputs)[0]}
 
     def _write(self, payload: dict, step: int) -> None:
         features, predicted = payload["features"], payload["predicted"]

@@ -12,15 +12,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from keras_audit._checks import positive_int
-from keras_audit.callbacks.base import AttributionCallback
-from keras_audit.explain import GradCAM, GradCAMPlusPlus
+from keras_audit.callbacks.attribution import AttributionCallback
+from keras_audit.callbacks.methods import CAM_METHODS
 from keras_audit.explain.metrics import DeletionInsertion
 
 if TYPE_CHECKING:
-    from keras_audit.callbacks.base import ValidationData
+    from keras_audit.callbacks.samples import ValidationData
 
-#: the CAM methods this callback draws
-CAM_METHODS = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus}
+__all__ = ["CAM_METHODS", "DeletionInsertion", "GradCAMCallback"]
 
 
 class GradCAMCallback(AttributionCallback):

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING
 
-from keras_audit.callbacks.base import AttributionCallback
-from keras_audit.explain import GradientInput, IntegratedGradients, Saliency, SmoothGrad
+from keras_audit.callbacks.attribution import AttributionCallback
+from keras_audit.callbacks.methods import SALIENCY_METHODS
 
 if TYPE_CHECKING:
-    from keras_audit.callbacks.base import ValidationData
+    from keras_audit.callbacks.samples import ValidationData
 
-#: the gradient methods this callback draws, by the name used in tags
-SALIENCY_METHODS = {
-    "vanilla": Saliency,
-    "smoothgrad": SmoothGrad,
-    "integrated_gradients": IntegratedGradients,
-    "gradient_input": GradientInput,
-}
+__all__ = ["SALIENCY_METHODS", "SaliencyCallback"]
 
 
 class SaliencyCallback(AttributionCallback):
@@ -60,8 +55,6 @@ class SaliencyCallback(AttributionCallback):
         if method not in SALIENCY_METHODS:
             raise ValueError(f"unknown method {method!r}; choices: {sorted(SALIENCY_METHODS)}")
         options = dict(method_options or {})
-        import inspect
-
         accepted = set(inspect.signature(SALIENCY_METHODS[method].__init__).parameters)
         unknown = sorted(set(options) - (accepted - {"self", "model"}))
         if unknown:

@@ -26,6 +26,7 @@ from keras_audit.explain.gradients import (
     Saliency,
     SmoothGrad,
 )
+from keras_audit.explain.maximize import ActivationMaximizer
 from keras_audit.explain.metrics import (
     DeletionInsertion,
     blurred_canvas,
@@ -52,3 +53,4 @@ __all__ = [
     "deletion_insertion", "list_layers", "normalize_maps", "patch_grid", "rollout_maps",
     "spearman_per_sample",
 ]
+__all__ += ["ActivationMaximizer"]  # the activation-maximisation engine
