@@ -7,9 +7,15 @@ Build an explainer once per model, then call it on batches::
     maps = cam(x, targets=None)      # (N, H, W) float32 in [0, 1]
 
 The engine returns arrays; it knows nothing of pictures, TensorBoard or reports.
+
+Method names live in one table, ``keras_audit.explain.registry`` (``get``, ``title``,
+``names``); ``METHODS`` is derived from it. Shared helpers for the other layers: ``list_layers``
+(the one layer walker), ``GraphTap`` (run a model's live layers and read or replace inner
+outputs), ``predicted_classes`` and ``balanced_order``.
 """
 
-from keras_audit.explain._graph import LayerInfo
+from keras_audit.explain import registry
+from keras_audit.explain._graph import GraphTap, LayerInfo, has_generated_name
 from keras_audit.explain.activations import Activations
 from keras_audit.explain.attention import (
     AttentionScores,
@@ -17,9 +23,16 @@ from keras_audit.explain.attention import (
     patch_grid,
     rollout_maps,
 )
-from keras_audit.explain.base import Explainer, list_layers, normalize_maps
+from keras_audit.explain.base import Explainer, MapSpec, list_layers, map_specs, normalize_maps
 from keras_audit.explain.cam import GradCAM, GradCAMPlusPlus, ScoreCAM
-from keras_audit.explain.forward import CompiledForward
+from keras_audit.explain.forward import (
+    CompiledForward,
+    InputSpec,
+    check_inputs,
+    model_inputs,
+    output_names,
+    select_output,
+)
 from keras_audit.explain.gradients import (
     GradientInput,
     IntegratedGradients,
@@ -33,24 +46,18 @@ from keras_audit.explain.metrics import (
     deletion_insertion,
     spearman_per_sample,
 )
+from keras_audit.explain.selection import balanced_order, predicted_classes
 
-#: method name -> explainer class, as the callbacks and the audit name them
-METHODS = {
-    "gradcam": GradCAM,
-    "gradcam++": GradCAMPlusPlus,
-    "scorecam": ScoreCAM,
-    "vanilla": Saliency,
-    "saliency": Saliency,
-    "smoothgrad": SmoothGrad,
-    "integrated_gradients": IntegratedGradients,
-    "gradient_input": GradientInput,
-}
+#: method name -> explainer class, as the callbacks and the audit name them (from the registry)
+METHODS = registry.methods()
 
 __all__ = [
     "METHODS", "Activations", "AttentionScores", "CompiledForward", "DeletionInsertion",
-    "Explainer", "GradCAM", "GradCAMPlusPlus", "GradientInput", "IntegratedGradients",
-    "LayerInfo", "Saliency", "ScoreCAM", "SmoothGrad", "attention_rollout", "blurred_canvas",
-    "deletion_insertion", "list_layers", "normalize_maps", "patch_grid", "rollout_maps",
-    "spearman_per_sample",
+    "Explainer", "GradCAM", "GradCAMPlusPlus", "GradientInput", "GraphTap", "InputSpec",
+    "IntegratedGradients", "LayerInfo", "MapSpec", "Saliency", "ScoreCAM", "SmoothGrad",
+    "attention_rollout", "balanced_order", "blurred_canvas", "check_inputs",
+    "deletion_insertion", "has_generated_name", "list_layers", "map_specs", "model_inputs",
+    "normalize_maps", "output_names", "patch_grid", "predicted_classes", "registry",
+    "rollout_maps", "select_output", "spearman_per_sample",
 ]
 __all__ += ["ActivationMaximizer"]  # the activation-maximisation engine

@@ -13,6 +13,8 @@ For functional models it walks the graph with ``Functional._run_through_graph``,
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -72,8 +74,11 @@ class GraphTap:
             subclassed (subclassed models run as a whole: no intermediate layer can be read and
             the final activation cannot be removed).
 
-    ``run(x, capture, linear)`` returns ``(outputs, captured)`` where ``captured`` maps each
-    requested path to its tensor. With ``linear=True`` the final softmax/sigmoid of each output is
+    ``run(x, capture, linear, replace)`` returns ``(outputs, captured)`` where ``captured`` maps
+    each requested path to its tensor; ``x`` is a tensor, or a list in ``model.inputs`` order for
+    a model with several inputs. ``replace`` maps a path to a function of that layer's output
+    whose result is used downstream instead (to watch it on a tape, or to feed interpolated
+    embeddings); a mask Keras attached to the output is carried over. With ``linear=True`` the final softmax/sigmoid of each output is
     left out, so the outputs are logits. The model is never modified: the activation of a
     ``Dense(..., activation="softmax")`` head is skipped by calling the layer with its activation
     swapped for the identity only for the duration of that call (inside tracing), then restored.
@@ -88,6 +93,7 @@ class GraphTap:
         self.model = model
         self.kind = _kind(model)
         self.head_activations: list[str | None] = []
+        self._replace: dict = {}
 
     # -- layer listing ----------------------------------------------------------------------
     def layers(self) -> list[tuple[str, keras.layers.Layer]]:
@@ -112,12 +118,25 @@ class GraphTap:
                 out.append((path, layer))
 
     # -- running ----------------------------------------------------------------------------
-    def run(self, x, capture=(), linear: bool = True, training: bool = False):
+    def run(self, x, capture=(), linear: bool = True, training: bool = False,
+            replace: dict[str, Callable] | None = None):
         """Run the model on ``x``; return ``(outputs, {path: tensor})`` for paths in ``capture``."""
         captured: dict = {}
         wanted = set(capture)
         heads: list[str | None] = []
-        out = self._run(self.model, "", x, wanted, captured, linear, training, heads, top=True)
+        self._replace = dict(replace or {})
+        if self.kind == "subclassed" and self._replace:
+            raise ValueError(
+                f"model {self.model.name!r} is subclassed: its inner layers cannot be read or "
+                "replaced (its call() has no functional graph)"
+            )
+        if isinstance(x, list | tuple) and len(x) == 1:
+            x = x[0]
+        try:
+            out = self._run(self.model, "", x, wanted, captured, linear, training, heads,
+                            top=True)
+        finally:
+            self._replace = {}
         self.head_activations = heads
         return out, captured
 
@@ -170,6 +189,12 @@ class GraphTap:
                     layer.activation = original
         else:
             out = _call_layer(layer, args, kwargs, training)
+        if path in self._replace:
+            new = self._replace[path](out)
+            mask = getattr(out, "_keras_mask", None)
+            if mask is not None and new is not out:
+                new._keras_mask = mask  # keep what a masking Embedding tells the RNN after it
+            out = new
         if path in wanted:
             captured[path] = out
         return out
@@ -180,3 +205,73 @@ def _ordered_layers(model) -> list:
     if _kind(model) == "functional":
         return list(model.operations)
     return list(model.layers)
+
+
+def _snake(name: str) -> str:
+    """Keras's default layer name for a class name (``GlobalAveragePooling2D`` ->
+    ``global_average_pooling2d``), as ``keras.src.utils.naming`` makes it (not public)."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def has_generated_name(op) -> bool:
+    """Whether a layer's name is one Keras made up (``conv2d_3``, ``add_12``), which changes
+    with how many such layers the session created before; a given name is stable."""
+    return re.fullmatch(re.escape(_snake(type(op).__name__)) + r"(_\d+)?", op.name) is not None
+
+
+_MERGES = (keras.layers.Add, keras.layers.Subtract, keras.layers.Multiply, keras.layers.Average,
+           keras.layers.Maximum, keras.layers.Minimum, keras.layers.Concatenate)
+
+
+def is_merge(op) -> bool:
+    """A merge layer (Add, Concatenate, ...) or a bare op (``x + y``) rather than a layer."""
+    return isinstance(op, _MERGES) or not isinstance(op, keras.layers.Layer)
+
+
+def input_consumers(model, index: int, prefix: str = "") -> list[tuple[str, object]]:
+    """The layers that read input ``index`` of ``model`` directly, as ``(path, layer)``.
+
+    A nested functional model that reads the input is looked into, so the layers inside it that
+    read its own input are returned (with their nested paths). Subclassed models return ``[]``.
+    """
+    kind = _kind(model)
+    if kind == "sequential":
+        layers = [la for la in model.layers if not isinstance(la, keras.layers.InputLayer)]
+        return _expand(layers[0], 0, prefix) if layers else []
+    if kind != "functional":
+        return []
+    tensor = model.inputs[index]
+    return [pair for op, pos in _readers(model, tensor) for pair in _expand(op, pos, prefix)]
+
+
+def layer_consumers(model, op, prefix: str = "") -> list[tuple[str, object]]:
+    """The layers that read ``op``'s output inside ``model`` (top level only), as (path, layer)."""
+    kind = _kind(model)
+    if kind == "sequential":
+        layers = [la for la in model.layers if not isinstance(la, keras.layers.InputLayer)]
+        nxt = [layers[i + 1] for i, la in enumerate(layers[:-1]) if la is op]
+        return [pair for la in nxt for pair in _expand(la, 0, prefix)]
+    if kind != "functional":
+        return []
+    outs = [t for node in op._inbound_nodes for t in node.output_tensors]
+    return [pair for t in outs for r, pos in _readers(model, t)
+            for pair in _expand(r, pos, prefix)]
+
+
+def _readers(model, tensor) -> list[tuple[object, int]]:
+    """Operations of ``model`` whose inputs include ``tensor``, with its position among them."""
+    found = []
+    for op in model.operations:
+        for node in op._inbound_nodes:
+            ids = [id(t) for t in node.input_tensors]
+            if id(tensor) in ids:
+                found.append((op, ids.index(id(tensor))))
+                break
+    return found
+
+
+def _expand(op, position: int, prefix: str) -> list[tuple[str, object]]:
+    if isinstance(op, keras.Model) and _kind(op) != "subclassed":
+        return input_consumers(op, min(position, len(op.inputs) - 1), prefix + op.name + "/")
+    return [(prefix + op.name, op)]

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from keras_audit.explain._graph import GraphTap
 from keras_audit.explain.base import _infos, _probe, quiet_function, resolve_layer
-from keras_audit.explain.forward import check_batch, model_input_shape
+from keras_audit.explain.forward import check_inputs, model_inputs
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -35,7 +35,8 @@ class Activations:
     def __init__(self, model: keras.Model, layers: list[str] | None = None) -> None:
         self.model = model
         self.tap = GraphTap(model)
-        captured, _, _ = _probe(model, self.tap, model_input_shape(model))
+        self.inputs = model_inputs(model)
+        captured, _, _ = _probe(model, self.tap, self.inputs)
         self.infos = _infos(self.tap, captured)
         if layers is None:
             chosen = [i for i in self.infos if "Conv" in type(i.layer).__name__
@@ -54,15 +55,20 @@ class Activations:
         self.trace_count = 0
         self._fn = quiet_function(self._traced)
 
-    def _traced(self, x):
+    def _traced(self, xs):
         self.trace_count += 1
-        out, captured = self.tap.run(x, capture=self.paths, linear=False)
+        out, captured = self.tap.run(list(xs), capture=self.paths, linear=False)
         result = {p: captured[p] for p in self.paths}
         result["__output__"] = out
         return result
 
-    def __call__(self, x: tf.Tensor | ArrayLike) -> dict[str, np.ndarray]:
-        """Run the model on ``x``; return each chosen layer's output as NumPy, by path."""
-        x = check_batch(self.model, x).astype(np.float32, copy=False)
-        out = self._fn(tf.constant(x))
+    def __call__(self, x: tf.Tensor | ArrayLike | list | dict) -> dict[str, np.ndarray]:
+        """Run the model on ``x``; return each chosen layer's output as NumPy, by path.
+
+        ``x``: a batch, or for several inputs a list (input order) or dict (by input name).
+        Integer inputs keep their integer type (token ids); the rest are fed as float32.
+        """
+        xs = [a.astype(np.int32 if s.integer else np.float32, copy=False)
+              for a, s in zip(check_inputs(self.model, x, self.inputs), self.inputs)]
+        out = self._fn([tf.constant(a) for a in xs])
         return {k: tf.nest.map_structure(lambda t: t.numpy(), v) for k, v in out.items()}

@@ -5,11 +5,22 @@ and probes the model once (a single eager forward pass on two random samples) to
 layers' output shapes and whether it ends in a softmax or sigmoid. Every call then runs one
 ``tf.function`` per chunk of ``batch_size`` samples. The function is traced once per input
 shape, and ``trace_count`` counts tracings.
+
+What a map covers, for every method (API.md's rule): images give ``(N, H, W)`` at the input's
+resolution; other inputs give the input's shape without a channel axis where there is one.
+A sample of rank 3 ``(H, W, C)`` is an image with channels. A sample of rank 2 ``(A, B)`` is a
+sequence of ``A`` steps with ``B`` channels when the first layer that reads it (past
+shape-keeping layers such as Dropout or Rescaling) is a sequence layer (recurrent, Conv1D,
+1-D pooling, attention, Masking, or a Dense/normalisation layer applied per step); otherwise
+(Flatten, Reshape, a 2-D convolution after adding a channel) it is an ``(H, W)`` image without
+a channel axis, and its maps are ``(N, H, W)``. A rank-1 sample is a table row ``(F,)`` or,
+for integer token ids read by an ``Embedding``, a sequence ``(T,)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -17,10 +28,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_audit._checks import positive_int
-from keras_audit.explain._graph import GraphTap, LayerInfo
+from keras_audit.explain._graph import GraphTap, LayerInfo, input_consumers, layer_consumers
 from keras_audit.explain.forward import (
-    check_batch,
-    model_input_shape,
+    InputSpec,
+    check_inputs,
+    model_inputs,
     output_names,
     select_output,
     validate_output,
@@ -30,29 +42,79 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
 
-def _probe(model: keras.Model, tap: GraphTap, input_shape: tuple):
-    """One eager pass over 2 random samples: every layer's output shape and the outputs."""
+
+_SEQUENCE_LAYERS = tuple(c for c in (
+    keras.layers.RNN, keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN,
+    keras.layers.Bidirectional, keras.layers.Conv1D, keras.layers.SeparableConv1D,
+    keras.layers.DepthwiseConv1D, keras.layers.Conv1DTranspose, keras.layers.MaxPooling1D,
+    keras.layers.AveragePooling1D, keras.layers.GlobalAveragePooling1D,
+    keras.layers.GlobalMaxPooling1D, keras.layers.MultiHeadAttention, keras.layers.Attention,
+    keras.layers.Masking, keras.layers.Dense, keras.layers.EinsumDense,
+    keras.layers.LayerNormalization, keras.layers.TimeDistributed, keras.layers.ZeroPadding1D,
+    keras.layers.Cropping1D, keras.layers.UpSampling1D,
+) if c is not None)
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """How one model input is explained: where gradients are taken and what shape a map has.
+
+    Attributes:
+        index: the input's position in ``model.inputs``.
+        name: the input's name.
+        kind: ``"image"`` (``(H, W)`` maps), ``"sequence"`` (``(T,)``), ``"tokens"`` (integer
+            ids read by an ``Embedding``: ``(T,)``), ``"tabular"`` (``(F,)``) or ``"other"``.
+        map_shape: one map's shape (no batch axis).
+        channel_axis: whether the input's last axis is reduced to make the map.
+        layer: the path of the layer whose output gradient methods attribute to (the
+            ``Embedding`` of token ids), or ``None`` for the input itself.
+    """
+
+    index: int
+    name: str
+    kind: str
+    map_shape: tuple
+    channel_axis: bool
+    layer: str | None = None
+
+
+def _probe_batch(specs: list[InputSpec]) -> list:
+    """Two random samples per input: normal floats, or 0/1 for integer inputs (valid ids)."""
     rng = np.random.default_rng(0)
-    shape = tuple(8 if d is None else d for d in input_shape)
-    x = tf.constant(rng.normal(size=(2, *shape)).astype("float32"))
+    out = []
+    for spec in specs:
+        shape = (2, *(8 if d is None else d for d in spec.shape))
+        if spec.integer:
+            out.append(tf.constant(rng.integers(0, 2, size=shape).astype(np.int32)))
+        else:
+            out.append(tf.constant(rng.normal(size=shape).astype("float32")))
+    return out
+
+
+def _probe(model: keras.Model, tap: GraphTap, specs: list[InputSpec]):
+    """One eager pass over 2 random samples: every layer's output shape and the outputs."""
+    x = _probe_batch(specs)
     paths = [p for p, _ in tap.layers()]
     linear_out, captured = tap.run(x, capture=paths, linear=True)
-    plain_out = model(x, training=False)
+    plain_out = model(x[0] if len(x) == 1 else x, training=False)
     return captured, linear_out, plain_out
 
 
 def list_layers(model: keras.Model) -> list[LayerInfo]:
     """Every layer of ``model`` that an explainer can read, nested models' layers included.
 
+    This is the engine's one layer walker: the callbacks and the audit list layers with it.
+
     Returns:
         ``LayerInfo(path, layer, output_shape)`` in call order. A layer inside a nested model
-        has the path ``"<model name>/<layer name>"``.
+        has the path ``"<model name>/<layer name>"``. A subclassed model lists only itself
+        (its inner layers cannot be read).
 
     Raises:
         ValueError: the model is not built.
     """
     tap = GraphTap(model)
-    captured, _, _ = _probe(model, tap, model_input_shape(model))
+    captured, _, _ = _probe(model, tap, model_inputs(model))
     return _infos(tap, captured)
 
 
@@ -64,6 +126,47 @@ def _infos(tap: GraphTap, captured: dict) -> list[LayerInfo]:
             continue
         infos.append(LayerInfo(path, layer, (None, *t.shape[1:])))
     return infos
+
+
+def _rank2_is_sequence(model, index: int, shapes: dict, in_shape: tuple) -> bool:
+    """Whether the first layer reading input ``index`` treats its (A, B) samples as steps."""
+    frontier = input_consumers(model, index)
+    for _ in range(8):  # past a few shape-keeping layers (Dropout, Rescaling, Normalization)
+        if not frontier:
+            return False
+        path, op = frontier[0]
+        if isinstance(op, _SEQUENCE_LAYERS):
+            return True
+        if shapes.get(path) != (None, *in_shape) or "/" in path:
+            return False
+        frontier = layer_consumers(model, op)
+    return False
+
+
+def map_specs(model: keras.Model, specs: list[InputSpec], infos: list[LayerInfo]
+              ) -> list[MapSpec]:
+    """Classify each input (image, sequence, tokens, tabular) by the rule in the module doc."""
+    shapes = {i.path: i.output_shape for i in infos}
+    out = []
+    for k, spec in enumerate(specs):
+        rank = len(spec.shape)
+        readers = input_consumers(model, k)
+        emb = [p for p, op in readers if isinstance(op, keras.layers.Embedding)]
+        if spec.integer and emb:
+            out.append(MapSpec(k, spec.name, "tokens", spec.shape, False, emb[0]))
+            continue
+        if rank == 3:
+            kind, channel = "image", True
+        elif rank == 2:
+            seq = _rank2_is_sequence(model, k, shapes, spec.shape)
+            kind, channel = ("sequence", True) if seq else ("image", False)
+        elif rank == 1:
+            kind, channel = "tabular", False
+        else:
+            kind, channel = "other", rank >= 2
+        shape = spec.shape[:-1] if channel else spec.shape
+        out.append(MapSpec(k, spec.name, kind, tuple(shape), channel))
+    return out
 
 
 def resolve_layer(infos: list[LayerInfo], name: str, what: str = "layer",
@@ -92,18 +195,22 @@ def resolve_layer(infos: list[LayerInfo], name: str, what: str = "layer",
     raise ValueError(f"unknown {what} {name!r}; choices: {choices}")
 
 
-def _squash(linear, plain) -> str | None:
-    """Which activation turns the linear outputs into the model's: softmax, sigmoid or None."""
+def _squash(linear, plain, half: bool = False) -> str | None:
+    """Which activation turns the linear outputs into the model's: softmax, sigmoid or None.
+
+    ``half``: the model computes in float16/bfloat16 (mixed precision), so compare loosely.
+    """
     lin, out = np.asarray(linear, dtype=np.float64), np.asarray(plain, dtype=np.float64)
     if lin.shape != out.shape:
         return None
-    if np.allclose(lin, out, atol=1e-5):
+    tol = 2e-3 if half else 1e-5
+    if np.allclose(lin, out, atol=tol):
         return None
     if lin.shape[-1] > 1:
         e = np.exp(lin - lin.max(axis=-1, keepdims=True))
-        if np.allclose(e / e.sum(axis=-1, keepdims=True), out, atol=1e-4):
+        if np.allclose(e / e.sum(axis=-1, keepdims=True), out, atol=10 * tol):
             return "softmax"
-    if np.allclose(1.0 / (1.0 + np.exp(-lin)), out, atol=1e-4):
+    if np.allclose(1.0 / (1.0 + np.exp(-lin)), out, atol=10 * tol):
         return "sigmoid"
     return None
 
@@ -112,8 +219,10 @@ class Explainer:
     """Base class of every attribution method: ``maps = explainer(x, targets)``.
 
     Args:
-        model: a built Keras model with one input.
-        output: for a multi-output model, which output to explain (index or name).
+        model: a built Keras model: Sequential, functional (nested models, several inputs and
+            several outputs included) or subclassed (explained as a whole).
+        output: for a multi-output model, which output to explain (index or name); ``None``
+            explains the first.
         normalize: scale each map to [0, 1] (constant maps become zeros); ``False`` returns raw
             attributions.
         batch_size: the most samples (times noise samples or steps, for the methods that have
@@ -124,12 +233,14 @@ class Explainer:
             unit).
         n_classes: the width of the explained output.
         head: the removed final activation (``"softmax"``, ``"sigmoid"``) or ``None``.
+        inputs: ``InputSpec`` per model input; ``maps_for``: ``MapSpec`` per input (the kind of
+            each input and its maps' shape).
         trace_count: how many times the compiled computation has been traced.
         last_targets: the class each map of the latest call explains.
 
     Raises:
-        ValueError: the model is not built, has several inputs, ``output`` is unknown, or
-            ``batch_size`` is not a positive integer.
+        ValueError: the model is not built, ``output`` is unknown (the message lists the
+            outputs), or ``batch_size`` is not a positive integer.
     """
 
     #: whether normalize=True takes the absolute value first (signed attributions)
@@ -141,17 +252,19 @@ class Explainer:
         self.model = model
         self.normalize = bool(normalize)
         self.batch_size = int(batch_size)
-        self.input_shape = model_input_shape(model)
         self.tap = GraphTap(model)
-        captured, linear_out, plain_out = _probe(model, self.tap, self.input_shape)
+        self.inputs = model_inputs(model)
+        self.input_shape = self.inputs[0].shape
+        captured, linear_out, plain_out = _probe(model, self.tap, self.inputs)
         self.layers = _infos(self.tap, captured)
+        self.maps_for = map_specs(model, self.inputs, self.layers)
         keys = list(linear_out) if isinstance(linear_out, dict) else None
         n_out = len(linear_out) if isinstance(linear_out, list | tuple | dict) else 1
         if n_out > 1 or output is not None:
             validate_output(model, output, n_out, keys)
         self.output = output
-        lin = select_output(linear_out, output, model)
-        plain = select_output(plain_out, output, model)
+        lin = tf.cast(select_output(linear_out, output, model), tf.float32)
+        plain = tf.cast(select_output(plain_out, output, model), tf.float32)
         if len(lin.shape) == 1:
             self._flat_output = True
             lin, plain = tf.reshape(lin, (-1, 1)), tf.reshape(plain, (-1, 1))
@@ -160,11 +273,13 @@ class Explainer:
         if len(lin.shape) != 2:
             names = keys or output_names(model)
             raise ValueError(
-                f"the explained output has shape {tuple(lin.shape)}; explainers need one score "
-                f"vector per sample (N, classes). Choose another output with output= ({names})"
+                f"{type(self).__name__}: the explained output has shape {tuple(lin.shape)}; "
+                "explainers need one score vector per sample (N, classes). Choose another "
+                f"output with output= (the model's outputs: {names})"
             )
         self.n_classes = int(lin.shape[-1])
-        self.head = _squash(lin.numpy(), plain.numpy())
+        policy = getattr(getattr(model, "dtype_policy", None), "compute_dtype", "float32")
+        self.head = _squash(lin.numpy(), plain.numpy(), half=policy in ("float16", "bfloat16"))
         if self.n_classes == 1:
             self.task = "binary" if self.head == "sigmoid" else "regression"
         else:
@@ -176,10 +291,10 @@ class Explainer:
         self._fn = quiet_function(self._traced)
 
     # -- pieces shared by the methods ---------------------------------------------------------
-    def _logits(self, x, capture=()):
-        """Pre-activation scores of the explained output, and the captured layer outputs."""
-        out, captured = self.tap.run(x, capture=capture, linear=True)
-        logits = select_output(out, self.output, self.model)
+    def _logits(self, xs, capture=(), replace=None):
+        """Pre-activation float32 scores of the explained output, and the captured outputs."""
+        out, captured = self.tap.run(list(xs), capture=capture, linear=True, replace=replace)
+        logits = tf.cast(select_output(out, self.output, self.model), tf.float32)
         if self._flat_output:
             logits = tf.reshape(logits, (-1, 1))
         return logits, captured
@@ -212,11 +327,16 @@ class Explainer:
             return tf.gather(tf.sigmoid(logits), targets, axis=1, batch_dims=1)
         return tf.gather(logits, targets, axis=1, batch_dims=1)
 
-    def _reduce_channels(self, a):
-        """Drop the channel axis of an input-shaped attribution (images and sequences)."""
-        if len(self.input_shape) >= 2:
+    def _reduce(self, a, channel_axis: bool):
+        """Drop the channel (or embedding) axis: summed when signed, else its max."""
+        a = tf.cast(a, tf.float32)
+        if channel_axis:
             return tf.reduce_sum(a, axis=-1) if self.signed else tf.reduce_max(a, axis=-1)
         return a
+
+    def _reduce_channels(self, a):
+        """Drop the channel axis of the first input's attribution (when it has one)."""
+        return self._reduce(a, self.maps_for[0].channel_axis)
 
     def _finish(self, maps):
         if not self.normalize:
@@ -226,12 +346,13 @@ class Explainer:
         return normalize_maps(maps)
 
     # -- the call -------------------------------------------------------------------------------
-    def _traced(self, x, targets):
+    def _traced(self, xs, targets):
         self.trace_count += 1  # runs only while tracing
-        maps, used = self._compute(x, targets)
-        return self._finish(maps), used
+        maps, used = self._compute(list(xs), targets)
+        maps = maps if isinstance(maps, list | tuple) else [maps]
+        return tuple(self._finish(m) for m in maps), used
 
-    def _compute(self, x, targets):  # pragma: no cover - abstract
+    def _compute(self, xs, targets):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _check_targets(self, targets, n: int) -> np.ndarray:
@@ -261,33 +382,52 @@ class Explainer:
             raise ValueError(f"target(s) {bad} out of range; valid targets are {desc}")
         return arr.astype(np.int32)
 
-    def __call__(self, x: tf.Tensor | ArrayLike,
-                 targets: int | Sequence[int] | ArrayLike | None = None) -> np.ndarray:
+    def _prepare(self, x) -> list[np.ndarray]:
+        """One array per input: token ids as int32, every other input as float32.
+
+        Integer inputs that are not token ids (uint8 pixels) are fed as float32: the values are
+        exact, and gradients exist only with respect to floats (the model's own cast inside
+        the graph then does nothing).
+        """
+        arrays = check_inputs(self.model, x, self.inputs)
+        return [a.astype(np.int32, copy=False) if m.kind == "tokens"
+                else a.astype(np.float32, copy=False) for a, m in zip(arrays, self.maps_for)]
+
+    def __call__(self, x: tf.Tensor | ArrayLike | Sequence | dict,
+                 targets: int | Sequence[int] | ArrayLike | None = None
+                 ) -> np.ndarray | list[np.ndarray]:
         """Explain a batch.
 
         Args:
             x: a batch (NumPy array or tensor) of the model's input shape; uint8 is accepted.
+                A model with several inputs takes a list/tuple in ``model.inputs`` order or a
+                dict keyed by input name (a dict also works for one named input).
             targets: ``None`` (each sample's predicted class), an ``int`` (that class for all)
                 or an array of shape ``(N,)``.
 
         Returns:
-            float32 maps, one per sample: ``(N, H, W)`` for images, ``(N, T)`` for sequences,
-            ``(N, F)`` for tabular inputs.
+            float32 maps, one per sample: ``(N, H, W)`` for images, ``(N, T)`` for sequences
+            and token ids, ``(N, F)`` for tabular inputs. Gradient methods on a model with
+            several inputs return a list with one such array per input (model input order).
 
         Raises:
             ValueError: ``x`` does not fit the model, or a target is out of range.
         """
-        x = check_batch(self.model, x).astype(np.float32, copy=False)
-        t = self._check_targets(targets, len(x))
-        chunks = [
-            [part.numpy() for part in self._fn(tf.constant(x[i:i + self.batch_size]),
-                                               tf.constant(t[i:i + self.batch_size]))]
-            for i in range(0, len(x), self.batch_size)
-        ]
-        maps, used, *extras = (np.concatenate(parts) for parts in zip(*chunks))
-        self.last_targets = used
-        self._keep_extras(extras)
-        return maps.astype(np.float32, copy=False)
+        xs = self._prepare(x)
+        n = len(xs[0])
+        t = self._check_targets(targets, n)
+        chunks = []
+        for i in range(0, n, self.batch_size):
+            maps, used, *extras = self._fn([tf.constant(a[i:i + self.batch_size]) for a in xs],
+                                           tf.constant(t[i:i + self.batch_size]))
+            chunks.append(([m.numpy() for m in maps], used.numpy(),
+                           [e.numpy() for e in extras]))
+        maps = [np.concatenate([c[0][k] for c in chunks]).astype(np.float32, copy=False)
+                for k in range(len(chunks[0][0]))]
+        self.last_targets = np.concatenate([c[1] for c in chunks])
+        self._keep_extras([np.concatenate([c[2][k] for c in chunks])
+                           for k in range(len(chunks[0][2]))])
+        return maps[0] if len(maps) == 1 else maps
 
     def _keep_extras(self, extras: list) -> None:
         """Store whatever a method's compiled function returns besides maps and targets."""

@@ -8,6 +8,7 @@ traces ``model(x, training=False)`` once with a batch-agnostic signature and reu
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import keras
@@ -50,6 +51,132 @@ def model_input_shape(model: keras.Model) -> tuple:
             )
         shape = shape[0]
     return tuple(shape[1:])
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input of a model.
+
+    Attributes:
+        name: the input's name (``keras.Input(name=...)``; the key a dict batch uses).
+        shape: one sample's shape (no batch axis), ``None`` where any size goes.
+        dtype: the dtype the model declares (``"float32"``, ``"uint8"``, ``"int32"``, ...).
+    """
+
+    name: str
+    shape: tuple
+    dtype: str
+
+    @property
+    def integer(self) -> bool:
+        """Whether the input holds integers (token ids, uint8 pixels)."""
+        return np.dtype(self.dtype).kind in "iub"
+
+
+def model_inputs(model: keras.Model) -> list[InputSpec]:
+    """Every input of a built model, in the order ``model.inputs`` lists them.
+
+    A subclassed model has no symbolic inputs: it has one input, of the shape it was built with.
+
+    Raises:
+        ValueError: the model has not been built.
+    """
+    inputs = None
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if inputs:
+        return [InputSpec(str(getattr(t, "name", f"input_{i}")), tuple(t.shape[1:]),
+                          str(np.dtype(getattr(t, "dtype", "float32") or "float32")))
+                for i, t in enumerate(inputs)]
+    shape = _single_shape(model)
+    return [InputSpec("input", shape, "float32")]
+
+
+def _single_shape(model: keras.Model) -> tuple:
+    shape = None
+    try:
+        shape = model.input_shape
+    except (AttributeError, ValueError):
+        built = getattr(model, "_build_shapes_dict", None) or {}
+        if len(built) == 1:
+            shape = next(iter(built.values()))
+            shape = (None, *tuple(shape)[1:]) if shape is not None else None
+    if shape is None:
+        raise ValueError(
+            f"model {model.name!r} has not been built: call it on a batch or build it with "
+            "keras.Input before explaining it"
+        )
+    if isinstance(shape, list | tuple) and shape and isinstance(shape[0], list | tuple):
+        shape = shape[0]
+    return tuple(shape[1:])
+
+
+def check_inputs(model: keras.Model, x, specs: list[InputSpec] | None = None,
+                 what: str = "x") -> list[np.ndarray]:
+    """Return the batch as one NumPy array per model input, in ``model.inputs`` order.
+
+    Args:
+        model: the model the batch is for.
+        x: an array or tensor (one input), a list/tuple in the model's input order, or a dict
+            keyed by input name.
+        specs: ``model_inputs(model)``, when the caller has it already.
+        what: the argument's name in error messages.
+
+    Raises:
+        ValueError: the number of inputs, a name, a shape or the batch sizes do not fit.
+    """
+    specs = specs if specs is not None else model_inputs(model)
+    names = [s.name for s in specs]
+    if isinstance(x, Mapping):
+        unknown = sorted(set(x) - set(names))
+        missing = [n for n in names if n not in x]
+        if unknown or missing:
+            raise ValueError(
+                f"{what} is a dict with keys {sorted(x)}; the model's inputs are {names}"
+                + (f" (unknown: {unknown})" if unknown else "")
+                + (f" (missing: {missing})" if missing else "")
+            )
+        parts = [x[n] for n in names]
+    elif isinstance(x, list | tuple):
+        if len(x) != len(specs):
+            raise ValueError(
+                f"{what} has {len(x)} arrays; the model has {len(specs)} input(s): {names}"
+            )
+        parts = list(x)
+    else:
+        if len(specs) != 1:
+            raise ValueError(
+                f"the model has {len(specs)} inputs {names}; give {what} as a list in that "
+                "order or a dict keyed by input name"
+            )
+        parts = [x]
+    arrays = []
+    for spec, part in zip(specs, parts):
+        if isinstance(part, tf.Tensor):
+            part = part.numpy()
+        part = np.asarray(part)
+        label = what if len(specs) == 1 else f"{what}[{spec.name!r}]"
+        if part.dtype == object:
+            raise ValueError(f"{label} is an object array; give a numeric NumPy array or tensor")
+        ok = part.ndim == len(spec.shape) + 1 and all(
+            e is None or e == g for e, g in zip(spec.shape, part.shape[1:]))
+        if not ok:
+            raise ValueError(
+                f"the model takes batches of shape {(None, *spec.shape)}"
+                + ("" if len(specs) == 1 else f" for input {spec.name!r}")
+                + f"; {label} has shape {part.shape}"
+            )
+        if part.shape[0] == 0:
+            raise ValueError(f"{label} is an empty batch")
+        arrays.append(part)
+    if len({len(a) for a in arrays}) > 1:
+        raise ValueError(
+            f"the inputs of {what} have different batch sizes: "
+            f"{dict(zip(names, (len(a) for a in arrays)))}"
+        )
+    return arrays
 
 
 def check_batch(model: keras.Model, x: tf.Tensor | ArrayLike, what: str = "x") -> np.ndarray:
