@@ -1,7 +1,7 @@
 """Each report section builder alone, on a small context: every section x every task.
 
 The builders take the frozen ``AuditContext`` and return a ``Section``; these tests build one
-context per task (multiclass, binary, regression) on a tiny tabular model and check what each
+context per task (classification, binary, regression) on a tiny tabular model and check what each
 section computes against values recomputed here, without running a whole audit.
 """
 
@@ -20,12 +20,12 @@ from keras_audit.audit.catalog import AuditInputError  # noqa: E402
 from keras_audit.audit.context import AuditContext, build_context  # noqa: E402
 from keras_audit.audit.section import Section  # noqa: E402
 
-TASKS = ("multiclass", "binary", "regression")
+TASKS = ("classification", "binary", "regression")
 N = 60
 
 
 def _tabular(task: str):
-    if task == "multiclass":
+    if task == "classification":
         x, y = load_wine(return_X_y=True)
         units, act, loss = 3, "softmax", "sparse_categorical_crossentropy"
     elif task == "binary":

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from keras_audit.explain import predicted_classes
+
 TASKS = ("classification", "binary", "regression")
 
 
@@ -158,7 +160,7 @@ def read_outputs(raw: np.ndarray, spec: LabelSpec) -> Outputs:
         if not in_unit:  # a linear unit trained with from_logits=True
             p, transform = 1.0 / (1.0 + np.exp(-p)), "sigmoid"
         probs = np.stack([1.0 - p, p], axis=1)
-        return Outputs(raw, probs, (p > 0.5).astype(np.int64), transform)
+        return Outputs(raw, probs, predicted_classes(p), transform)
     if in_unit and np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
         probs, transform = out, "none"
     elif in_unit and np.all(out.sum(axis=1) > 0):
@@ -166,7 +168,7 @@ def read_outputs(raw: np.ndarray, spec: LabelSpec) -> Outputs:
     else:
         e = np.exp(out - out.max(axis=1, keepdims=True))
         probs, transform = e / e.sum(axis=1, keepdims=True), "softmax"
-    return Outputs(raw, probs, out.argmax(axis=1).astype(np.int64), transform)
+    return Outputs(raw, probs, predicted_classes(out), transform)
 
 
 def compiled_loss_fn(model: keras.Model):

@@ -29,6 +29,7 @@ from keras_audit.audit._weights import weights_hash
 from keras_audit.audit.card import load_card
 from keras_audit.audit.catalog import DEFAULT_SAMPLES, AuditInputError, check_checks
 from keras_audit.audit.progress import progress_factory
+from keras_audit.explain import balanced_order
 from keras_audit.explain.forward import CompiledForward, check_batch
 
 if TYPE_CHECKING:
@@ -134,27 +135,6 @@ def data_kind(x: np.ndarray) -> str:
     return "sequence"
 
 
-def balanced_order(labels: np.ndarray, n_classes: int, count: int,
-                   rng: np.random.Generator, among: np.ndarray | None = None) -> np.ndarray:
-    """Up to ``count`` indices taken class by class in turn (round robin), each class shuffled.
-
-    Args:
-        labels: class id per sample.
-        n_classes: the number of classes.
-        count: how many indices to return.
-        rng: the seeded generator that shuffles each class.
-        among: restrict to these indices (default: all samples).
-    """
-    pool_idx = np.arange(len(labels)) if among is None else np.asarray(among, np.int64)
-    pools = [list(rng.permutation(pool_idx[labels[pool_idx] == c])) for c in range(n_classes)]
-    out: list[int] = []
-    while len(out) < count and any(pools):
-        for pool in pools:
-            if pool and len(out) < count:
-                out.append(int(pool.pop(0)))
-    return np.asarray(out, np.int64)
-
-
 def merge_options(defaults: dict[str, dict[str, Any]],
                   options: dict | None) -> dict[str, dict[str, Any]]:
     """``defaults`` overridden group by group by ``options``.
@@ -230,11 +210,10 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
     features = _feature_names(feature_names, kind, xa)
     n_explain = min(len(xa), samples if samples is not None else DEFAULT_SAMPLES)
     outputs = read_outputs(forward(xa), spec)
-    rng = np.random.default_rng(seed)
     if spec.task == "regression":
-        explain_idx = np.sort(rng.permutation(len(xa))[:n_explain])
+        explain_idx = np.sort(balanced_order(None, n_explain, seed=seed, n_pool=len(xa)))
     else:
-        explain_idx = balanced_order(spec.y_true, spec.n_classes, n_explain, rng)
+        explain_idx = balanced_order(spec.y_true, n_explain, seed=seed)
     return AuditContext(model=model, x=xa, y=ya, spec=spec, kind=kind, names=names,
                         feature_names=features, forward=forward, outputs=outputs,
                         explain_idx=explain_idx, background=bg, checks=checks, options=merged,

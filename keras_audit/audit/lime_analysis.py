@@ -34,6 +34,7 @@ from keras_audit.audit._explain_common import (
 )
 from keras_audit.audit.lime_plots import image_figure, tabular_figures
 from keras_audit.audit.result import AnalysisResult
+from keras_audit.explain import predicted_classes
 from keras_audit.explain.forward import CompiledForward, check_batch
 
 if TYPE_CHECKING:
@@ -266,7 +267,7 @@ def lime_explanations(model: keras.Model, x: tf.Tensor | ArrayLike, num_samples:
     n_classes = probs.shape[1]
     class_names = check_names(class_names, n_classes, "class_names") if not regression else None
     tgt = resolve_targets(targets, len(x), n_classes)
-    predicted = probs.argmax(axis=1) if not regression else np.zeros(len(x), np.int64)
+    predicted = predicted_classes(probs) if not regression else np.zeros(len(x), np.int64)
     if tgt is None:
         tgt = predicted.copy()
 

@@ -14,7 +14,12 @@ import pandas as pd
 
 from keras_audit._checks import positive_int
 from keras_audit.audit._weights import preserved_weights
-from keras_audit.explain import METHODS, deletion_insertion, spearman_per_sample
+from keras_audit.explain import (
+    deletion_insertion,
+    predicted_classes,
+    registry,
+    spearman_per_sample,
+)
 from keras_audit.explain.forward import CompiledForward, check_batch
 from keras_audit.render.figures import new_figure
 
@@ -33,14 +38,14 @@ def _check_methods(methods: Sequence[str]) -> list[str]:
     if isinstance(methods, str):
         methods = [methods]
     methods = list(methods)
-    bad = [m for m in methods if m not in METHODS]
+    bad = [m for m in methods if m not in registry.names()]
     if bad or not methods:
-        raise ValueError(f"unknown method(s) {bad or methods}; choices: {sorted(METHODS)}")
+        raise ValueError(f"unknown method(s) {bad or methods}; choices: {sorted(registry.names())}")
     return methods
 
 
 def _explainer(model: keras.Model, method: str, seed: int):
-    cls = METHODS[method]
+    cls = registry.get(method)
     if method == "smoothgrad":
         return cls(model, num_samples=16, seed=seed)
     if method == "integrated_gradients":
@@ -79,7 +84,7 @@ def sanity(model: keras.Model, x: tf.Tensor | ArrayLike,
         x: the samples to explain.
         targets: classes to explain; ``None`` = the trained model's predictions (kept fixed
             through the randomisation).
-        methods: names from ``keras_audit.explain.METHODS``.
+        methods: method names from ``keras_audit.explain.registry``.
         seed: seeds the random weights.
         threshold: a method passes when the mean |Spearman| at the last step is below it.
         max_layers: randomise at most this many layers (``None`` = all).
@@ -100,9 +105,7 @@ def sanity(model: keras.Model, x: tf.Tensor | ArrayLike,
         raise ValueError(f"model {model.name!r} has no weights to randomise")
     explainers = {m: _explainer(model, m, seed) for m in methods}
     if targets is None:
-        targets = CompiledForward(model)(x)
-        targets = ((targets[:, 0] > 0.5).astype(int) if targets.shape[-1] == 1
-                   else targets.argmax(-1))
+        targets = predicted_classes(CompiledForward(model)(x))
     rng = np.random.default_rng(seed)
     rows = []
     with preserved_weights(model):
@@ -139,7 +142,7 @@ def faithfulness(model: keras.Model, x: tf.Tensor | ArrayLike,
         model: the trained model.
         x: images (or sequences / tables) to explain.
         targets: classes whose probability is tracked; ``None`` = the predicted class.
-        methods: names from ``keras_audit.explain.METHODS``.
+        methods: method names from ``keras_audit.explain.registry``.
         steps: points on each curve after the first.
         seed: seeds the random order.
 

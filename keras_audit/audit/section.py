@@ -95,6 +95,14 @@ class Section:
             self.timings[name] = time.perf_counter() - t0
 
 
+def requested(ctx: AuditContext, check: str, part: dict) -> bool:
+    """Whether ``check`` was asked for; if not, ``part`` says so (``"not requested"``)."""
+    if check in ctx.checks:
+        return True
+    part["status"] = "not requested"
+    return False
+
+
 def new_section(key: str, ctx: AuditContext) -> Section:
     """An empty section that shows progress the way the context asks."""
     return Section(key, progress=ctx.progress)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from keras_audit.audit._explain_common import class_label, pyplot_figure
+from keras_audit.explain import predicted_classes
 from keras_audit.render.figures import new_figure
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def tabular_figures(x: np.ndarray, res: ShapResult, class_names, out: np.ndarray
     elif k == 2:
         col, label = np.ones(n, np.int64), class_label(1, class_names)
     else:
-        col, label = out.argmax(axis=1), "each sample's predicted class"
+        col, label = predicted_classes(out), "each sample's predicted class"
     vals = np.take_along_axis(res.values, col[:, None, None], axis=2)[..., 0]
     base = res.base_values[np.arange(n), col]
     names = res.feature_names or [f"feature {i}" for i in range(x.shape[1])]

@@ -25,6 +25,7 @@ from keras_audit.audit._explain_common import (
 )
 from keras_audit.audit._labels import LabelSpec, as_label_array, label_spec, read_outputs
 from keras_audit.audit.result import AnalysisResult
+from keras_audit.explain import predicted_classes
 from keras_audit.explain.forward import CompiledForward, check_batch
 from keras_audit.render.figures import new_figure
 
@@ -218,9 +219,9 @@ def surrogate_tree(model: keras.Model, x: tf.Tensor | ArrayLike,
         f"feature {j}" for j in range(x.shape[1])]
     raw = as_2d_outputs(CompiledForward(model, batch_size=batch_size)(x))
     if raw.shape[1] > 1:
-        task, y_model = "classification", raw.argmax(axis=1)
+        task, y_model = "classification", predicted_classes(raw)
     elif np.all((raw >= 0) & (raw <= 1)):
-        task, y_model = "binary", (raw[:, 0] > 0.5).astype(np.int64)
+        task, y_model = "binary", predicted_classes(raw)
     else:
         task, y_model = "regression", raw[:, 0].astype(np.float64)
     n_classes = raw.shape[1] if task == "classification" else 2

@@ -269,7 +269,7 @@ class ExplanationCallback(keras.callbacks.Callback):
         """The model's outputs (probabilities) on the samples this epoch, shared by a bundle."""
         return self._session.predict(self.model, self.samples, epoch)
 
-    def resolve_targets(self, n_classes: int, task: str = "multiclass") -> np.ndarray | None:
+    def resolve_targets(self, n_classes: int, task: str = "classification") -> np.ndarray | None:
         """The class ids to explain per sample, or ``None`` for the predicted classes.
 
         Raises:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_audit.explain import predicted_classes as engine_predicted_classes
+
 
 def predicted_classes(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Class ids and their confidence from a model's outputs.
@@ -19,9 +21,7 @@ def predicted_classes(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if out.ndim == 1:
         out = out[:, None]
     out = out.reshape(len(out), -1)
-    if out.shape[1] == 1:  # one sigmoid unit
-        p1 = out[:, 0]
-        pred = (p1 > 0.5).astype(np.int64)
-        return pred, np.where(pred == 1, p1, 1.0 - p1)
-    pred = out.argmax(axis=1).astype(np.int64)
+    pred = engine_predicted_classes(out)
+    if out.shape[1] == 1:  # one sigmoid unit: the confidence of the class it predicts
+        return pred, np.where(pred == 1, out[:, 0], 1.0 - out[:, 0])
     return pred, out[np.arange(len(out)), pred]

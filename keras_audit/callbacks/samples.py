@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_audit.explain import balanced_order
 from keras_audit.explain.forward import check_batch, model_input_shape
 
 if TYPE_CHECKING:
@@ -48,29 +49,6 @@ class Samples:
     def head(self, n: int) -> Samples:
         """The first ``n`` samples (the balanced order keeps any prefix balanced)."""
         return Samples(self.x[:n], None if self.y is None else self.y[:n], self.index[:n])
-
-
-def balanced_order(y: np.ndarray | None, n_pool: int, seed: int = 0) -> np.ndarray:
-    """A deterministic order over the pool in which every prefix is class-balanced.
-
-    Each class's indices are shuffled with ``seed``; the order takes one from each class in
-    turn (classes in ascending order). Without labels it is a seeded permutation.
-
-    Args:
-        y: class ids ``(n_pool,)``, or ``None``.
-        n_pool: how many samples there are.
-        seed: seeds the shuffles.
-
-    Returns:
-        int64 indices ``(n_pool,)``.
-    """
-    rng = np.random.default_rng(seed)
-    if y is None:
-        return rng.permutation(n_pool)
-    per_class = [rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)]
-    width = max(len(p) for p in per_class)
-    order = [p[k] for k in range(width) for p in per_class if k < len(p)]
-    return np.asarray(order, np.int64)
 
 
 # -- the parts of validation_data ------------------------------------------------------------------
@@ -228,7 +206,7 @@ def select_samples(validation_data: ValidationData, num_samples: int, model: ker
     if x.dtype.kind not in "uif":
         raise ValueError(f"validation x must be numeric; got dtype {x.dtype}")
     labels = None if y is None else _as_labels(y, len(x))
-    order = balanced_order(labels, len(x), seed)[:num_samples]
+    order = balanced_order(labels, num_samples, seed=seed, n_pool=len(x))
     return Samples(
         x=x[order].astype(np.float32),
         y=None if labels is None else labels[order],

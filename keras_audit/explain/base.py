@@ -229,7 +229,7 @@ class Explainer:
             them) sent through the model at once.
 
     Attributes:
-        task: ``"multiclass"``, ``"binary"`` (one sigmoid unit) or ``"regression"`` (one linear
+        task: ``"classification"``, ``"binary"`` (one sigmoid unit) or ``"regression"`` (one linear
             unit).
         n_classes: the width of the explained output.
         head: the removed final activation (``"softmax"``, ``"sigmoid"``) or ``None``.
@@ -283,7 +283,7 @@ class Explainer:
         if self.n_classes == 1:
             self.task = "binary" if self.head == "sigmoid" else "regression"
         else:
-            self.task = "multiclass"
+            self.task = "classification"
         self.trace_count = 0
         self.last_targets: np.ndarray | None = None
         # One trace per input shape; a shape already seen never retraces. (reduce_retracing

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_audit.audit.context import AuditContext, balanced_order
+from keras_audit.audit.context import AuditContext
 from keras_audit.audit.section import Section
+from keras_audit.explain import balanced_order
 
 OPTIONS = {"gallery": {"per_group": 8, "methods": ("gradcam", "saliency")}}
 
@@ -26,11 +27,10 @@ def build_part(ctx: AuditContext, options: dict, sec: Section) -> None:
 def _groups(ctx: AuditContext, per: int) -> list[tuple[str, str, list[int]]]:
     if not ctx.classifier:
         return [("samples", "Samples", [int(i) for i in ctx.explain_idx[:per]])]
-    rng = np.random.default_rng(ctx.seed + 2)
     y = ctx.spec.y_true
     right = np.flatnonzero(ctx.pred == y)
     wrong = np.flatnonzero(ctx.pred != y)
-    correct = balanced_order(y, ctx.spec.n_classes, per, rng, among=right)
+    correct = right[balanced_order(y[right], per, seed=ctx.seed + 2)]
     order = np.argsort(-ctx.confidence[wrong], kind="stable")
     incorrect = [int(i) for i in wrong[order][:per]]
     return [("correct", "Correctly classified", [int(i) for i in correct]),

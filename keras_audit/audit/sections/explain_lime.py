@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from keras_audit.audit.context import AuditContext
-from keras_audit.audit.section import Section
+from keras_audit.audit.section import Section, requested
 from keras_audit.audit.serialize import records
 
 OPTIONS = {"lime": {"num_samples": 1000, "max_samples": 4}}
@@ -23,8 +23,7 @@ def build_part(ctx: AuditContext, options: dict, sec: Section) -> None:
     """Fill ``sec.content["lime"]``."""
     part: dict[str, Any] = {}
     sec.content["lime"] = part
-    if "lime" not in ctx.checks:
-        part["status"] = "not requested"
+    if not requested(ctx, "lime", part):
         return
     if ctx.kind == "sequence":
         part.update({"status": "skipped", "reason": "LIME explains images (N, H, W, C) and "

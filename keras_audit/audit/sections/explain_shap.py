@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from keras_audit.audit.context import AuditContext
-from keras_audit.audit.section import Section
+from keras_audit.audit.section import Section, requested
 from keras_audit.audit.serialize import jsonable, records
 
 OPTIONS = {"shap": {"method": "auto", "max_samples": 8, "background_size": None,
@@ -31,8 +31,7 @@ def build_part(ctx: AuditContext, options: dict, sec: Section) -> None:
     """Fill ``sec.content["shap"]``."""
     part: dict[str, Any] = {}
     sec.content["shap"] = part
-    if "shap" not in ctx.checks:
-        part["status"] = "not requested"
+    if not requested(ctx, "shap", part):
         return
     with sec.step("shap", part):
         _shap(ctx, options["shap"], sec, part)

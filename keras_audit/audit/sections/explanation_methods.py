@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import keras
 
-_TITLES = {
-    "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM",
-    "saliency": "Saliency", "vanilla": "Saliency", "smoothgrad": "SmoothGrad",
-    "integrated_gradients": "Integrated Gradients", "gradient_input": "Gradient×Input",
-}
+from keras_audit.explain import registry
 
 
 def method_title(method: str) -> str:
-    """The display title of a method name (``"gradcam"`` -> ``"Grad-CAM"``)."""
-    return _TITLES.get(method, method)
+    """The display title of a method name (``"gradcam"`` -> ``"Grad-CAM"``); unknown names are
+    shown as given."""
+    try:
+        return registry.title(method)
+    except ValueError:
+        return method
 
 
 def build_explainer(method: str, model: keras.Model):
     """The engine's explainer for ``method`` on ``model`` (ValueError if it cannot explain it)."""
-    from keras_audit.explain import METHODS
-
-    return METHODS[method](model)
+    return registry.get(method)(model)
 
 
 def has_cam_layer(model: keras.Model) -> bool:

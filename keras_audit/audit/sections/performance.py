@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from keras_audit.audit.context import AuditContext
-from keras_audit.audit.section import Section, new_section
+from keras_audit.audit.section import Section, new_section, requested
 from keras_audit.audit.serialize import records
 
 KEY = "performance"
@@ -22,8 +22,7 @@ def build(ctx: AuditContext, options: dict) -> Section:
     """``audit.performance`` on the whole of ``x``; latency goes to the environment."""
     sec = new_section(KEY, ctx)
     content = sec.content
-    if "performance" not in ctx.checks:
-        content["status"] = "not requested"
+    if not requested(ctx, "performance", content):
         return sec
     from keras_audit.audit.performance_analysis import performance
 

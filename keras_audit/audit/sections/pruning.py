@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from keras_audit.audit.context import AuditContext
-from keras_audit.audit.section import Section, new_section
+from keras_audit.audit.section import Section, new_section, requested
 from keras_audit.audit.serialize import records
 
 KEY = "pruning"
@@ -28,8 +28,7 @@ DRIFT_WARNING = 0.5        # Grad-CAM Spearman vs dense below this is flagged
 def build(ctx: AuditContext, options: dict) -> Section:
     """The global sweep, one sweep per prunable layer, figures and findings."""
     sec = new_section(KEY, ctx)
-    if "pruning" not in ctx.checks:
-        sec.content["status"] = "not requested"
+    if not requested(ctx, "pruning", sec.content):
         return sec
     from keras_audit.audit.pruning import prunable_kernels
 

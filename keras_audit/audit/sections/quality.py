@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from keras_audit.audit.context import AuditContext
-from keras_audit.audit.section import Section, new_section
+from keras_audit.audit.section import Section, new_section, requested
 from keras_audit.audit.serialize import records
 
 KEY = "quality"
@@ -23,8 +23,7 @@ def build(ctx: AuditContext, options: dict) -> Section:
     """Sanity and faithfulness of each method on the explained samples."""
     sec = new_section(KEY, ctx)
     c = sec.content
-    if "sanity" not in ctx.checks:
-        c["status"] = "not requested"
+    if not requested(ctx, "sanity", c):
         return sec
     opts = options["sanity"]
     methods = list(opts["methods"] or default_methods(ctx))
