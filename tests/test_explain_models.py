@@ -257,3 +257,16 @@ def test_predicted_classes_and_balanced_order():
     # the callbacks' copy gives the same order, so they can switch to this one
     from keras_audit.callbacks.base import balanced_order as callbacks_order
     np.testing.assert_array_equal(callbacks_order(y, len(y), 4), full)
+
+
+@pytest.mark.parametrize("name", ["multi_input", "dict_input", "tokens_conv1d", "uint8_input"])
+def test_forward_and_activations_take_every_input_form(name):
+    from keras_audit.explain import Activations, CompiledForward
+
+    model, x = build_case(name)
+    ref = model.predict(x, verbose=0)
+    np.testing.assert_allclose(CompiledForward(model)(x), ref, rtol=1e-5, atol=1e-6)
+    layer = "conv1d" if name == "tokens_conv1d" else "conv"
+    out = Activations(model, [layer])(x)
+    np.testing.assert_allclose(out["__output__"], ref, rtol=1e-5, atol=1e-6)
+    assert out[layer].shape[0] == len(ref)
