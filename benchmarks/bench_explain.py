@@ -4,7 +4,10 @@ The limit is one compiled forward+backward pass to the input over the same batch
 of noise samples or steps for SmoothGrad and Integrated Gradients). Each method's time is the
 median of interleaved repetitions after a warm-up call (tracing excluded for everyone).
 
-    .venv/bin/python benchmarks/bench_explain.py [--reps 7]
+    .venv/bin/python benchmarks/bench_explain.py [--reps 7] [--text]
+
+``--text`` adds a token-id model (Embedding -> Conv1D), attributed at the embedding's output,
+against the limit of one compiled forward+backward pass to that output.
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--text", action="store_true", help="also time a token-id text model")
     args = ap.parse_args()
+    if args.text:
+        text(args.reps, args.batch)
     model = reference_cnn(compiled=False)
     x = np.random.default_rng(0).random((args.batch, 32, 32, 3)).astype("float32")
     xt = tf.constant(x)
@@ -95,6 +101,46 @@ def main() -> None:
         ref = med.get("tf-keras-vis " + name)
         vs = f"{ref / med[name]:20.1f}" if ref else f"{'-':>20s}"
         print(f"{name:28s} {med[name] * 1e3:8.1f} {ratio} {vs}")
+
+
+def text(reps: int, batch: int) -> None:
+    """Saliency and IG(32) at the embedding of a token-id Conv1D model, against the limit."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((200,), dtype="int32")
+    emb = keras.layers.Embedding(5000, 64, name="embedding")
+    h = keras.layers.Conv1D(64, 5, activation="relu")(emb(inp))
+    h = keras.layers.GlobalMaxPooling1D()(h)
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(h))
+    x = np.random.default_rng(0).integers(1, 5000, (batch, 200)).astype("int32")
+    xt = tf.constant(x)
+
+    @tf.function
+    def limit_pass(ids):
+        e = emb(ids)
+        with tf.GradientTape() as tape:
+            tape.watch(e)
+            h = model.layers[2](e)
+            s = tf.reduce_sum(model.layers[4](model.layers[3](h)))
+        return tape.gradient(s, e)
+
+    jobs = {"limit": lambda: limit_pass(xt).numpy(),
+            "saliency": (lambda e: lambda: e(x))(Saliency(model)),
+            "integrated_gradients(32)": (lambda e: lambda: e(x))(
+                IntegratedGradients(model, steps=32, batch_size=4096))}
+    for fn in jobs.values():
+        fn()
+    times = {k: [] for k in jobs}
+    for _ in range(reps):
+        for k, fn in jobs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(f"text: batch {batch} of 200 token ids, limit = {med['limit'] * 1e3:.1f} ms")
+    for name, mult in (("saliency", 1), ("integrated_gradients(32)", 32)):
+        print(f"{name:28s} {med[name] * 1e3:8.1f} {med[name] / (med['limit'] * mult):9.2f}")
 
 
 if __name__ == "__main__":

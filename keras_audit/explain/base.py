@@ -96,8 +96,16 @@ def _probe(model: keras.Model, tap: GraphTap, specs: list[InputSpec]):
     x = _probe_batch(specs)
     paths = [p for p, _ in tap.layers()]
     linear_out, captured = tap.run(x, capture=paths, linear=True)
-    plain_out = model(x[0] if len(x) == 1 else x, training=False)
+    plain_out = model(as_model_input(model, x, specs), training=False)
     return captured, linear_out, plain_out
+
+
+def as_model_input(model: keras.Model, xs: list, specs: list[InputSpec]):
+    """The list of per-input tensors in the structure ``model(...)`` expects (one tensor, a
+    list, or a dict keyed by input name for a model built on a dict of inputs)."""
+    if isinstance(getattr(model, "_inputs_struct", None), dict):
+        return {s.name: t for s, t in zip(specs, xs)}
+    return xs[0] if len(xs) == 1 else list(xs)
 
 
 def list_layers(model: keras.Model) -> list[LayerInfo]:

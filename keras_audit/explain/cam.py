@@ -44,11 +44,11 @@ class _CAM(Explainer):
         name = type(self).__name__
         if self.tap.kind == "subclassed":
             raise ValueError(
-                f"{name}: model {model.name!r} is subclassed: it has no layer with spatial axes "
-                "that can be read, because a CAM needs an inner layer's output and a "
-                "subclassed model's call() has no functional graph to read it from. Gradient "
-                f"methods on the input work on it ({GRADIENT_METHODS}); or build the model "
-                "with the functional API"
+                f"{name}: model {model.name!r} is subclassed, so its inner layers cannot be "
+                "read and it has no layer with spatial axes a CAM can use: a CAM needs an "
+                "inner layer's output, and a subclassed model's call() has no functional graph "
+                f"to read it from. Gradient methods on the input work on it ({GRADIENT_METHODS}); "
+                "or build the model with the functional API"
             )
         spatial = [i for i in self.layers if len(i.output_shape) in (3, 4)
                    and all(d is not None and d > 1 for d in i.output_shape[1:-1])]

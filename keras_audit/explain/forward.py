@@ -207,12 +207,17 @@ class CompiledForward:
     """``model(x, training=False)`` compiled once and run in batches; returns NumPy.
 
     Args:
-        model: a built Keras model (single input).
+        model: a built Keras model; several inputs are fed as a list (``model.inputs`` order)
+            or a dict keyed by input name.
         output: for a multi-output model, the output's index or name; ``None`` for the first.
         batch_size: the largest batch sent to the device at once.
 
     The outputs are what ``model.predict`` returns (probabilities for a softmax model).
     The function is traced with a batch-agnostic signature, so it never retraces.
+
+    Attributes:
+        input_shape: the first input's sample shape (the only one, for most models).
+        inputs: ``InputSpec`` per model input.
     """
 
     def __init__(self, model: keras.Model, output: int | str | None = None,
@@ -220,33 +225,43 @@ class CompiledForward:
         positive_int(batch_size, "batch_size")
         self.model = model
         self.batch_size = int(batch_size)
-        self.input_shape = model_input_shape(model)
+        self.inputs = model_inputs(model)
+        self.input_shape = self.inputs[0].shape
         self._output = output
         self._fn = None
 
     def _select(self, out):
         return select_output(out, self._output, self.model)
 
-    def _build(self, dtype) -> None:
-        spec = tf.TensorSpec((None, *self.input_shape), dtype)
-        model = self.model
+    def _build(self) -> None:
+        specs = [tf.TensorSpec((None, *s.shape), tf.float32) for s in self.inputs]
+        model, names = self.model, [s.name for s in self.inputs]
+        as_dict = isinstance(getattr(model, "_inputs_struct", None), dict)
 
-        @tf.function(input_signature=[spec], reduce_retracing=True)
-        def fn(x):
-            return self._select(model(x, training=False))
+        @tf.function(input_signature=[specs], reduce_retracing=True)
+        def fn(xs):
+            feed = dict(zip(names, xs)) if as_dict else (xs[0] if len(xs) == 1 else list(xs))
+            return self._select(model(feed, training=False))
 
         self._fn = fn
 
-    def __call__(self, x: tf.Tensor | ArrayLike) -> np.ndarray:
-        """Run the model on ``x`` (any batch size) and return its outputs as float NumPy."""
-        x = np.asarray(x)
-        if x.ndim == len(self.input_shape):
-            x = x[None]
+    def __call__(self, x: tf.Tensor | ArrayLike | Sequence | Mapping) -> np.ndarray:
+        """Run the model on ``x`` (any batch size) and return its outputs as float NumPy.
+
+        ``x``: a batch, one sample (a batch axis is added), or for several inputs a list/dict.
+        """
+        if len(self.inputs) == 1 and not isinstance(x, Mapping | list | tuple):
+            x = np.asarray(x)
+            if x.ndim == len(self.input_shape):
+                x = x[None]
+            xs = [x]
+        else:
+            xs = check_inputs(self.model, x, self.inputs)
         if self._fn is None:
-            self._build(tf.float32)
-        x = x.astype(np.float32, copy=False)
-        outs = [self._fn(tf.constant(x[i:i + self.batch_size])).numpy()
-                for i in range(0, len(x), self.batch_size)]
+            self._build()
+        xs = [a.astype(np.float32, copy=False) for a in xs]
+        outs = [self._fn([tf.constant(a[i:i + self.batch_size]) for a in xs]).numpy()
+                for i in range(0, len(xs[0]), self.batch_size)]
         return np.concatenate(outs, axis=0)
 
 

@@ -82,7 +82,7 @@ class Saliency(Explainer):
                 )
             info = resolve_layer(self.layers, layer)
             return [_Point(None, info.path, len(info.output_shape) >= 3, info.path)]
-        return [_Point(m.index, m.layer, m.channel_axis or m.layer is not None, m.name)
+        return [_Point(m.index, m.layer, m.channel_axis or m.layer is not None, m.layer or m.name)
                 for m in self.maps_for]
 
     def _check_differentiable(self) -> None:
@@ -255,7 +255,9 @@ class IntegratedGradients(_Repeated):
     The raw map (``normalize=False``) is ``sum_c (x - baseline) * mean gradient``, signed; the
     sum over every map (all inputs, all tokens) approximates ``score(x) - score(baseline)``
     (completeness). After each call ``last_convergence_delta`` holds, per sample,
-    ``score(x) - score(baseline) - sum(maps)``.
+    ``score(x) - score(baseline) - sum(maps)``. At a layer the baseline's score is taken with
+    the layer's output for the baseline and everything else (other inputs, the padding mask
+    of a masking ``Embedding``) from x.
 
     Raises:
         ValueError: ``steps`` < 1, or a baseline of the wrong shape or for unknown inputs.
@@ -309,7 +311,10 @@ class IntegratedGradients(_Repeated):
         base_feed = [tf.broadcast_to(tf.constant(b), tf.shape(a)) for a, b in
                      zip(xs, self.baselines)]
         logits, vals = self._values(xs)
-        base_logits, base_vals = self._values(base_feed)
+        _, base_vals = self._values(base_feed)
+        # The baseline's score with x's other inputs (and x's mask: an all-padding baseline
+        # of a masking Embedding would be undefined), as captum's layer attributions do.
+        base_logits, _ = self._run_points(xs, subs=base_vals)
         diffs = [v - b for v, b in zip(vals, base_vals)]
         alphas = (tf.range(self.steps, dtype=tf.float32) + 0.5) / float(self.steps)
 
