@@ -1,14 +1,16 @@
 """The explanation methods the callbacks draw, by the names their tags use.
 
-Both tables are views of the engine's one table, ``keras_audit.explain.METHODS``.
+Both tables are views of the engine's one table, ``keras_audit.explain.registry``.
 """
 
 from __future__ import annotations
 
-from keras_audit.explain import METHODS
+from keras_audit.explain import registry
 
-#: the CAM methods ``GradCAMCallback`` draws
-CAM_METHODS = {name: METHODS[name] for name in ("gradcam", "gradcam++")}
-#: the gradient methods ``SaliencyCallback`` draws
-SALIENCY_METHODS = {name: METHODS[name] for name in
-                    ("vanilla", "smoothgrad", "integrated_gradients", "gradient_input")}
+#: the CAM methods ``GradCAMCallback`` draws (Score-CAM is left out: one forward pass per
+#: channel is too slow for every epoch)
+CAM_METHODS = {name: registry.get(name) for name in registry.names("cam") if name != "scorecam"}
+#: the gradient methods ``SaliencyCallback`` draws ("saliency" is the report's alias of
+#: "vanilla"; the callbacks' tags use "vanilla")
+SALIENCY_METHODS = {name: registry.get(name) for name in registry.names("gradient")
+                    if name != "saliency"}
