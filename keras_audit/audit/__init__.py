@@ -25,6 +25,7 @@ from keras_audit.audit.catalog import CHECKS, AuditInputError
 _EXPORTS = {
     "preserved_weights": "_weights", "weights_hash": "_weights",
     "load_card": "card", "Report": "document", "run": "runner",
+    "AnalysisResult": "result",
     "LimeResult": "lime_analysis", "lime_explanations": "lime_analysis",
     "segment_image": "lime_analysis",
     "PerformanceResult": "performance_analysis", "performance": "performance_analysis",
@@ -49,6 +50,8 @@ def _module(name: str) -> Any:
         from keras_audit.audit import document as m
     elif name == "runner":
         from keras_audit.audit import runner as m
+    elif name == "result":
+        from keras_audit.audit import result as m
     elif name == "lime_analysis":
         from keras_audit.audit import lime_analysis as m
     elif name == "performance_analysis":
