@@ -9,7 +9,7 @@ import numpy as np
 
 from keras_audit import render
 from keras_audit._checks import positive_int
-from keras_audit.callbacks.base import ExplanationCallback
+from keras_audit.callbacks.base import ExplanationCallback, NothingToExplain
 from keras_audit.callbacks.layers import (
     DEFAULT_LAYERS,
     is_feature_map_conv,
@@ -43,11 +43,16 @@ class ActivationMapsCallback(ExplanationCallback):
             ``None`` = at most 4 convolution layers (nested models included) spread over the
             model, in call order: the first, the last and evenly spaced ones between (every
             convolution when there are 4 or fewer), so a backbone of 120 convolutions shows
-            early, middle and late features in 4 pictures, never one per layer.
+            early, middle and late features in 4 pictures, never one per layer. ``Conv1D`` and
+            recurrent layers (3-D ``(N, T, C)`` outputs, as in text models) are not drawn: their
+            per-token view is the Grad-CAM and saliency token heatmap.
         num_samples: samples shown (rows), class-balanced and fixed.
         max_channels: channels shown per sample (columns after the input).
         freq, strict, class_names, seed: as ``GradCAMCallback``.
         colormap: a Matplotlib colormap name for the channels.
+        output: for a model with several outputs, the one the captions show (index or name).
+
+    Models with several inputs: each row starts with the sample's first image input.
 
     Example:
         ```python
@@ -66,10 +71,11 @@ class ActivationMapsCallback(ExplanationCallback):
     def __init__(self, validation_data: ValidationData, log_dir: str,
                  layers: list[str] | str | None = None,
                  num_samples: int = 4, max_channels: int = 16, freq: int = 1,
-                 strict: bool = False, class_names: list[str] | None = None,
-                 colormap: str = "viridis", seed: int = 0) -> None:
+                 strict: bool = False, class_names: list[str] | dict[int, str] | None = None,
+                 colormap: str = "viridis", seed: int = 0,
+                 output: int | str | None = None) -> None:
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
-                         strict=strict, class_names=class_names, seed=seed)
+                         strict=strict, class_names=class_names, seed=seed, output=output)
         positive_int(max_channels, "max_channels")
         if layers is not None:
             layers = [layers] if isinstance(layers, str) else list(layers)
@@ -89,13 +95,13 @@ class ActivationMapsCallback(ExplanationCallback):
             convs = [i for i in infos if "Conv" in type(i.layer).__name__
                      and not isinstance(i.layer, keras.Model)]
             if not convs:
-                raise ValueError(
+                raise NothingToExplain(
                     f"model {self.model.name!r} has no convolution layer; name the layers to "
                     f"read. Choices: {[i.path for i in infos]}"
                 )
             maps = [i for i in convs if is_feature_map_conv(i)]
             if not maps:
-                raise ValueError(
+                raise NothingToExplain(
                     "activation maps need layers with a 4-D (N, H, W, C) output; "
                     f"{[(i.path, i.output_shape) for i in convs]} are not. Choices: {four_d}"
                 )
@@ -113,7 +119,7 @@ class ActivationMapsCallback(ExplanationCallback):
         self.check_class_names(output_width(self.model, infos))
 
     def _compute(self, epoch: int) -> dict:
-        out = self.reader(self.samples.x)
+        out = self.reader(self.samples.feed)
         layers = {}
         for path in self.layer_paths:
             acts = np.asarray(out[path], np.float32)  # (n, h, w, C)
@@ -122,13 +128,18 @@ class ActivationMapsCallback(ExplanationCallback):
             top = np.stack([render.strongest_channels(a, k) for a in acts])  # strongest first
             maps = np.take_along_axis(acts, top[:, None, None, :], axis=3)
             layers[path] = (np.moveaxis(maps, -1, 1), top)  # (n, k, h, w): a copy
-        probs = select_output(out["__output__"], None, self.model)  # the first output
-        return {"layers": layers, "probs": np.asarray(probs)}
+        probs = select_output(out["__output__"], self.output, self.model)
+        return {"layers": layers, "probs": np.asarray(probs, np.float32)}
+
+    def _image(self) -> np.ndarray:
+        """The input each row starts with: the first image input ((H, W, C) or (H, W))."""
+        images = [a for a in self.samples.inputs if a.ndim in (3, 4)]
+        return images[0] if images else self.samples.x
 
     def _write(self, payload: dict, step: int) -> None:
         captions = self.captions(payload["probs"])
         for path, (maps, top) in payload["layers"].items():
-            picture = channel_rows(self.samples.x, maps, top, captions, cmap=self.colormap,
+            picture = channel_rows(self._image(), maps, top, captions, cmap=self.colormap,
                                    min_tile=CHANNEL_TILE)
             self.write_image(f"activations/{path}", picture, step)
 

@@ -1,37 +1,81 @@
 """The base of the callbacks that draw one attribution map per sample over its input
-(Grad-CAM and saliency): the map grid, and the stability of the maps between logged epochs."""
+(Grad-CAM and saliency): the pictures (image grids, or token heatmaps for text), which inputs
+they cover, and the stability of the maps between logged epochs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from keras_audit import render
 from keras_audit.callbacks.base import MIN_TILE, ExplanationCallback
+from keras_audit.callbacks.tokens import Vocabulary
 from keras_audit.explain import spearman_per_sample
-from keras_audit.explain.forward import model_input_shape
+from keras_audit.render.tokens import TokenRows
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from keras_audit.callbacks.samples import ValidationData
+    from keras_audit.explain import MapSpec
+
+#: the kinds of input (``explain.MapSpec.kind``) the callbacks draw maps over
+DRAWN_KINDS = ("image", "tokens", "sequence")
+
+
+@dataclass(frozen=True)
+class View:
+    """One picture a logged epoch writes: the maps of one model input.
+
+    Attributes:
+        tag: the image tag.
+        map_index: which of the explainer's maps (its list, in input order) it draws.
+        input_index: the model input the maps cover.
+        input_name: that input's name.
+        kind: ``"image"`` (overlay grid) or ``"tokens"``/``"sequence"`` (token heatmap).
+    """
+
+    tag: str
+    map_index: int
+    input_index: int
+    input_name: str
+    kind: str
 
 
 class AttributionCallback(ExplanationCallback):
     """Base of the callbacks that draw one attribution map per sample over its input.
 
-    Each logged epoch writes one picture under ``tag``: every sample next to its map overlaid
-    on it (``colormap``, alpha-blended), captioned with the true class, the predicted class
-    and the confidence. It also writes ``stability_tag``: the mean Spearman rank correlation
-    of this epoch's maps with the previous logged epoch's (from the second logged epoch on).
+    Each logged epoch writes one picture under ``tag``, for each drawn input:
+
+    - image inputs (``(H, W, C)``, or ``(H, W)`` grayscale): every sample next to its map
+      overlaid on it (``colormap``, alpha-blended);
+    - integer token ids read by an ``Embedding`` (text models), and sequences ``(T, C)``: one
+      token heatmap per sample, a row of cells (wrapped every 16) coloured by the token's
+      attribution, labelled with the token's string from ``vocabulary`` (else its id; padding
+      ids an ``Embedding(mask_zero=True)`` masks are grey); sequences are labelled by step.
+
+    Each sample is captioned with the true class, the predicted class and the confidence.
+    Models with several inputs: the image inputs are drawn (else the token or sequence ones;
+    tabular inputs never), the picture's title names the input (``"input: image"``), and when
+    several inputs are drawn each has its own tag, ``<tag>/<input name>``.
+
+    It also writes ``stability_tag``: the mean Spearman rank correlation of this epoch's maps
+    (of the first drawn input) with the previous logged epoch's (from the second logged epoch).
 
     Args:
         colormap: a Matplotlib colormap name for the maps.
         alpha: the map's opacity over the input, in [0, 1].
+        vocabulary: the strings of token ids: a list (entry i for id i) or a dict (id ->
+            string, or string -> id); ``None`` labels tokens by their ids.
+        output: for a model with several outputs, the one explained (index or name).
         Other arguments: as ``ExplanationCallback``.
 
     Raises:
-        ValueError: in ``on_train_begin`` when the model's input is not an image
-            ``(H, W, C)``, besides the explainer's own errors.
+        ValueError: on construction for a vocabulary that is not a list or dict of strings; in
+            ``on_train_begin`` when no input of the model can be drawn (tabular inputs), or the
+            samples hold token ids the vocabulary lacks, besides the explainer's own errors.
     """
 
     #: the scalar tag of the stability measure (None: not logged)
@@ -39,46 +83,95 @@ class AttributionCallback(ExplanationCallback):
 
     def __init__(self, validation_data: ValidationData, log_dir: str, num_samples: int = 16,
                  freq: int = 1, targets: int | str | None = None, strict: bool = False,
-                 class_names: list[str] | None = None, colormap: str = "jet",
-                 alpha: float = 0.5, seed: int = 0) -> None:
+                 class_names: list[str] | dict[int, str] | None = None, colormap: str = "jet",
+                 alpha: float = 0.5, seed: int = 0,
+                 vocabulary: Sequence[str] | Mapping | None = None,
+                 output: int | str | None = None) -> None:
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
-                         strict=strict, class_names=class_names, targets=targets, seed=seed)
+                         strict=strict, class_names=class_names, targets=targets, seed=seed,
+                         output=output)
         render.colormap_lut(colormap)  # ValueError for a name that is not a colormap
         if not (isinstance(alpha, int | float) and 0.0 <= float(alpha) <= 1.0):
             raise ValueError(f"alpha must be a number in [0, 1]; got {alpha!r}")
         self.colormap = colormap
         self.alpha = float(alpha)
+        self.vocabulary = Vocabulary(vocabulary)  # ValueError for anything but a list or dict
         self.explainer = None
+        self.views: list[View] = []
+        self._rows: dict[int, TokenRows] = {}
         self._prev_maps: np.ndarray | None = None
 
     @property
-    def tag(self) -> str:
-        """The image tag (known after ``on_train_begin``)."""
+    def tag_base(self) -> str:
+        """The tag of the pictures when one input is drawn (known after ``on_train_begin``)."""
         raise NotImplementedError
+
+    @property
+    def tag(self) -> str:
+        """The first picture's tag (known after ``on_train_begin``)."""
+        return self.views[0].tag if self.views else self.tag_base
 
     def _build_explainer(self):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _explained_specs(self) -> list[tuple[int, MapSpec]]:
+        """``(map index, MapSpec)`` of every map the explainer returns."""
+        return list(enumerate(self.explainer.maps_for))
+
     def _setup(self) -> None:
-        shape = model_input_shape(self.model)
-        if len(shape) != 3:
-            raise ValueError(
-                f"{type(self).__name__} draws maps over images; the model's input has shape "
-                f"{(None, *shape)}, not (None, height, width, channels)"
-            )
         self.explainer = self._build_explainer()
+        specs = self._explained_specs()
+        drawn = [(k, m) for k, m in specs if m.kind == "image"] or \
+            [(k, m) for k, m in specs if m.kind in DRAWN_KINDS]
+        if not drawn:
+            raise ValueError(
+                f"{type(self).__name__} draws maps over images, token ids or sequences; the "
+                f"model's input(s) {[(m.name, (None, *self.explainer.inputs[m.index].shape), m.kind) for _, m in specs]} "
+                "are none of these (tabular inputs have no picture to draw over; "
+                "keras_audit.audit explains them)"
+            )
+        base = self.tag_base
+        self.views = [View(base if len(drawn) == 1 else f"{base}/{m.name}", k, m.index, m.name,
+                           m.kind) for k, m in drawn]
+        self._rows = {}
+        for view in self.views:
+            if view.kind == "image":
+                continue
+            a = self.samples.inputs[view.input_index]
+            if view.kind == "tokens":
+                self.vocabulary.check(a, f"the validation samples of input {view.input_name!r}")
+                labels = self.vocabulary.labels(a)
+                pad = a == 0 if self._masks_zero(view) else None
+            else:
+                labels = [[str(t) for t in range(a.shape[1])]] * len(a)
+                pad = None
+            self._rows[view.input_index] = TokenRows(labels, pad=pad, cmap=self.colormap)
         self._target_ids = self.resolve_targets(self.explainer.n_classes, self.explainer.task)
         self.check_class_names(self.explainer.n_classes)
         self._prev_maps = None
 
+    def _masks_zero(self, view: View) -> bool:
+        """Whether the Embedding reading a token input masks id 0 (padding)."""
+        spec = self.explainer.maps_for[view.input_index]
+        info = next((i for i in self.explainer.layers if i.path == spec.layer), None)
+        return bool(getattr(getattr(info, "layer", None), "mask_zero", False))
+
+    def _maps(self, epoch: int) -> list[np.ndarray]:
+        """The explainer's maps of the samples, one array per map (input order)."""
+        maps = self.explainer(self.samples.feed, self._target_ids)
+        return list(maps) if isinstance(maps, list) else [maps]
+
     def _compute(self, epoch: int) -> dict:
-        maps = self.explainer(self.samples.x, self._target_ids)
-        self.check_finite(maps, f"{self.tag} maps", epoch)
+        all_maps = self._maps(epoch)
+        maps = {v.map_index: all_maps[v.map_index] for v in self.views}
+        for v in self.views:
+            self.check_finite(maps[v.map_index], f"{v.tag} maps", epoch)
         probs = self.predictions(epoch)
         self.check_finite(probs, "model outputs", epoch)
-        scalars = self._scalars(maps, self.explainer.last_targets)
+        first = maps[self.views[0].map_index]
+        scalars = self._scalars(first, self.explainer.last_targets)
         # the stability is plain NumPy on finished maps: the worker computes it (in order)
-        prev, self._prev_maps = self._prev_maps, maps
+        prev, self._prev_maps = self._prev_maps, first
         return {"maps": maps, "prev_maps": prev, "probs": probs, "scalars": scalars}
 
     def _scalars(self, maps: np.ndarray, targets: np.ndarray) -> dict[str, float]:
@@ -86,15 +179,29 @@ class AttributionCallback(ExplanationCallback):
         base class has none."""
         return {}
 
+    def _title(self, view: View) -> str | None:
+        several = len(self.explainer.inputs) > 1
+        return f"input: {view.input_name}" if several else None
+
+    def _picture(self, view: View, maps: np.ndarray, captions: list[str]) -> np.ndarray:
+        if view.kind == "image":
+            return render.explanation_grid(self.samples.inputs[view.input_index], maps,
+                                           captions=captions, alpha=self.alpha,
+                                           cmap=self.colormap, min_tile=MIN_TILE,
+                                           title=self._title(view))
+        title = f"{view.tag}  ({self._title(view) or 'tokens'})" if view.kind == "tokens" \
+            else f"{view.tag}  (steps)"
+        return self._rows[view.input_index].draw(maps, captions, title=title)
+
     def _write(self, payload: dict, step: int) -> None:
-        picture = render.explanation_grid(self.samples.x, payload["maps"],
-                                          captions=self.captions(payload["probs"]),
-                                          alpha=self.alpha, cmap=self.colormap,
-                                          min_tile=MIN_TILE)
-        self.write_image(self.tag, picture, step)
+        captions = self.captions(payload["probs"])
+        for view in self.views:
+            picture = self._picture(view, payload["maps"][view.map_index], captions)
+            self.write_image(view.tag, picture, step)
         scalars = dict(payload["scalars"])
         if self.stability_tag is not None and payload.get("prev_maps") is not None:
-            rho = spearman_per_sample(payload["prev_maps"], payload["maps"])
+            first = payload["maps"][self.views[0].map_index]
+            rho = spearman_per_sample(payload["prev_maps"], first)
             if np.any(np.isfinite(rho)):
                 scalars[self.stability_tag] = float(np.nanmean(rho))
         for tag, value in scalars.items():
@@ -106,3 +213,4 @@ class AttributionCallback(ExplanationCallback):
         if self.explainer is not None:
             out[self.tag] = int(self.explainer.trace_count)
         return out
+

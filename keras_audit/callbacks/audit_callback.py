@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import keras
 
-from keras_audit.callbacks.base import ExplanationCallback
+from keras_audit.callbacks.base import ExplanationCallback, NothingToExplain
 from keras_audit.callbacks.session import Session
 
 if TYPE_CHECKING:
@@ -55,6 +56,14 @@ class AuditCallback(keras.callbacks.Callback):
     spaced ones between), ``activations/<layer>`` and ``filters/<layer>``: at most 10 pictures
     whatever the depth of the model.
 
+    With the default ``include`` (this module's ``DEFAULT_INCLUDE`` itself), a technique that
+    has nothing to draw on the model is left out, with one ``UserWarning`` and its reason in
+    ``skipped``, instead of refusing the model: ``filters`` on a model without 2-D convolutions
+    (text and sequence models: Conv1D kernels are not drawn), ``activations`` on a model without
+    4-D convolution outputs, ``gradcam`` on a model without a layer with spatial axes (an MLP)
+    or a subclassed model (its layers cannot be read). A technique named in ``include``
+    explicitly raises ``ValueError`` for these instead.
+
     Args:
         validation_data: ``(x, y)``, ``x`` alone or a ``tf.data.Dataset`` of ``(x, y)`` batches.
         log_dir: folder for the event files.
@@ -63,10 +72,12 @@ class AuditCallback(keras.callbacks.Callback):
         options: per-technique keyword arguments, e.g. ``{"gradcam": {"layer": "conv2"},
             "filters": {"mode": "maximize"}}``.
         **shared_options: keyword arguments given to every member that accepts them, e.g.
-            ``freq=2, strict=True, class_names=names, num_samples=8``.
+            ``freq=2, strict=True, class_names=names, num_samples=8``; ``output=`` (several
+            outputs: the one explained) and ``vocabulary=`` (text models: token strings) too.
 
     Attributes:
         callbacks: ``{name: callback}`` in ``include`` order.
+        skipped: ``{name: reason}`` of the default techniques left out in the last ``fit()``.
         session: the ``Session`` of the current (or last) ``fit()``; ``None`` before one.
 
     Example:
@@ -85,6 +96,7 @@ class AuditCallback(keras.callbacks.Callback):
                  include: tuple[str, ...] | list[str] = DEFAULT_INCLUDE,
                  options: dict[str, dict] | None = None, **shared_options: Any) -> None:
         super().__init__()
+        self._optional = include is DEFAULT_INCLUDE  # defaults: leave out what cannot apply
         if isinstance(include, str):
             include = (include,)
         include = list(include)
@@ -115,11 +127,13 @@ class AuditCallback(keras.callbacks.Callback):
                 kwargs["validation_data"] = validation_data
             self.callbacks[name] = cls(log_dir=log_dir, **kwargs)
         self.log_dir = log_dir
+        self.skipped: dict[str, str] = {}
+        self._active: dict[str, keras.callbacks.Callback] = dict(self.callbacks)
         self._last_epoch: int | None = None
 
     @property
     def _explained(self) -> list[ExplanationCallback]:
-        return [cb for cb in self.callbacks.values() if isinstance(cb, ExplanationCallback)]
+        return [cb for cb in self._active.values() if isinstance(cb, ExplanationCallback)]
 
     # -- forward every hook that Keras calls outside the batch loop -------------------------------
     def set_model(self, model: keras.Model) -> None:
@@ -138,25 +152,42 @@ class AuditCallback(keras.callbacks.Callback):
         """Set every member up; the first configuration error raises ValueError."""
         self.session = Session()  # a fresh worker and writers for every fit()
         self._last_epoch = None
+        self._active = dict(self.callbacks)
+        self.skipped = {}
         for cb in self._explained:
             cb.share_session(self.session)
-        for cb in self.callbacks.values():
-            cb.on_train_begin(logs)
+        for name, cb in self.callbacks.items():
+            try:
+                cb.on_train_begin(logs)
+            except NothingToExplain as exc:
+                if not self._optional:
+                    raise
+                self.skipped[name] = str(exc)
+                del self._active[name]
+        if self.skipped:
+            warnings.warn(
+                "AuditCallback leaves out " + "; ".join(
+                    f"{name!r} ({reason})" for name, reason in self.skipped.items())
+                + ". Name the techniques in include= to be told by a ValueError instead.",
+                UserWarning, stacklevel=2)
+        if not self._active:
+            raise ValueError("AuditCallback: none of the default techniques applies to model "
+                             f"{self.model.name!r}: {self.skipped}")
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Forwarded to every member."""
-        for cb in self.callbacks.values():
+        for cb in self._active.values():
             cb.on_epoch_begin(epoch, logs)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Every member logs its scheduled epochs."""
         self._last_epoch = epoch
-        for cb in self.callbacks.values():
+        for cb in self._active.values():
             cb.on_epoch_end(epoch, logs)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         """Members finish, then the shared worker is drained and the writers are closed."""
-        for cb in self.callbacks.values():
+        for cb in self._active.values():
             cb.on_train_end(logs)
         if self.session is None:
             return

@@ -46,13 +46,40 @@ if TYPE_CHECKING:
 MIN_TILE = 64
 
 __all__ = [  # the names this module has always offered (several now live next to it)
-    "MIN_TILE", "ExplanationCallback", "ExplanationLoggingWarning",
+    "MIN_TILE", "ExplanationCallback", "ExplanationLoggingWarning", "NothingToExplain",
     "Samples", "balanced_order", "ensure_built", "is_chief", "png_fast", "select_samples",
 ]
 
 
 class ExplanationLoggingWarning(RuntimeWarning):
     """A logging failure that did not stop training (``strict=False``)."""
+
+
+class NothingToExplain(ValueError):
+    """The model has nothing this technique draws (e.g. no 2-D convolution for filters, a
+    subclassed model for Grad-CAM). A ``ValueError`` for a callback used alone; a bundle
+    (``AuditCallback`` with its default ``include``) leaves the technique out instead."""
+
+
+def class_name_list(class_names: Any) -> list[str] | None:
+    """``class_names`` as a list: a sequence of names, or a dict of class id -> name.
+
+    Raises:
+        ValueError: a dict whose keys are not the ids 0..K-1, or a single string.
+    """
+    if class_names is None:
+        return None
+    if isinstance(class_names, str):
+        raise ValueError(f"class_names must be a list of names or a dict of id -> name; got "
+                         f"the string {class_names!r}")
+    if isinstance(class_names, dict):
+        keys = sorted(class_names, key=lambda k: (not isinstance(k, int | np.integer), k))
+        if [k for k in keys if isinstance(k, bool) or not isinstance(k, int | np.integer)] \
+                or [int(k) for k in keys] != list(range(len(keys))):
+            raise ValueError(f"class_names as a dict must map the class ids 0..K-1 to names; "
+                             f"got keys {keys}")
+        return [str(class_names[k]) for k in keys]
+    return [str(c) for c in class_names]
 
 
 class ExplanationCallback(keras.callbacks.Callback):
@@ -71,10 +98,14 @@ class ExplanationCallback(keras.callbacks.Callback):
             reported once as an ``ExplanationLoggingWarning`` and training goes on. ``True``:
             it raises, and drawing runs on the training thread so it raises at the epoch that
             failed.
-        class_names: names for the class ids in captions; ``None`` shows the ids.
+        class_names: names for the class ids in captions (a list, or a dict of id -> name);
+            ``None`` shows the ids.
         targets: the class each explanation is for: ``None`` (the true class when labels are
             given, else the predicted one), ``"true"``, ``"predicted"``, or an ``int``.
         seed: seeds the choice of samples.
+        output: for a model with several outputs, the one explained and captioned (index or
+            name); ``None``: the first. Its labels (``y`` as Keras takes them: a dict by output
+            name or a list in output order) balance the samples.
 
     Attributes:
         samples: the chosen ``Samples`` (after ``on_train_begin``).
@@ -97,7 +128,8 @@ class ExplanationCallback(keras.callbacks.Callback):
     def __init__(self, validation_data: ValidationData | None, log_dir: str,
                  num_samples: int = 16, freq: int = 1, strict: bool = False,
                  class_names: list[str] | None = None,
-                 targets: int | str | None = None, seed: int = 0) -> None:
+                 targets: int | str | None = None, seed: int = 0,
+                 output: int | str | None = None) -> None:
         super().__init__()
         if self.needs_data and validation_data is None:
             raise ValueError(f"{type(self).__name__} needs validation_data: (x, y), x alone, "
@@ -115,8 +147,11 @@ class ExplanationCallback(keras.callbacks.Callback):
                 f"targets must be None, 'true', 'predicted' or a class index (int >= 0); got "
                 f"{targets!r}"
             )
-        if class_names is not None:
-            class_names = [str(c) for c in class_names]
+        class_names = class_name_list(class_names)
+        if output is not None and (isinstance(output, bool)
+                                   or not isinstance(output, int | str)):
+            raise ValueError(f"output must be an output's index or name, or None; got {output!r}")
+        self.output = output
         self.validation_data = validation_data
         self.log_dir = str(log_dir.__fspath__() if hasattr(log_dir, "__fspath__") else log_dir)
         self.num_samples = int(num_samples)
@@ -168,7 +203,7 @@ class ExplanationCallback(keras.callbacks.Callback):
             return  # no data to build the model from: set up once fit() has built it
         if self.needs_data:
             self.samples = self._session.samples(self.validation_data, self.num_samples,
-                                                 self.model, self.seed)
+                                                 self.model, self.seed, self.output)
         self._setup()
         self._deferred = False
 
@@ -267,7 +302,7 @@ class ExplanationCallback(keras.callbacks.Callback):
 
     def predictions(self, epoch: int) -> np.ndarray:
         """The model's outputs (probabilities) on the samples this epoch, shared by a bundle."""
-        return self._session.predict(self.model, self.samples, epoch)
+        return self._session.predict(self.model, self.samples, epoch, self.output)
 
     def resolve_targets(self, n_classes: int, task: str = "classification") -> np.ndarray | None:
         """The class ids to explain per sample, or ``None`` for the predicted classes.

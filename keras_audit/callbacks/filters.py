@@ -11,10 +11,10 @@ import numpy as np
 
 from keras_audit import render
 from keras_audit._checks import positive_int
-from keras_audit.callbacks.base import MIN_TILE, ExplanationCallback
+from keras_audit.callbacks.base import MIN_TILE, ExplanationCallback, NothingToExplain
 from keras_audit.callbacks.layers import DEFAULT_LAYERS, is_conv2d, spread
 from keras_audit.explain.base import resolve_layer
-from keras_audit.explain.forward import model_input_shape
+from keras_audit.explain.forward import model_input_shape, model_inputs
 from keras_audit.explain.maximize import ActivationMaximizer
 
 __all__ = ["DEFAULT_MAX_FILTERS", "MODES", "ActivationMaximizer", "FilterCallback"]
@@ -47,7 +47,9 @@ class FilterCallback(ExplanationCallback):
         layers: layer names or paths (``"backbone/conv2"``); ``None`` = at most 4 2-D
             convolution layers (nested models included) spread over the model, in call order:
             the first, the last and evenly spaced ones between (every one when there are 4 or
-            fewer), never one picture per layer of a deep backbone.
+            fewer), never one picture per layer of a deep backbone. ``Conv1D`` kernels (text and
+            sequence models) are not drawn: a ``(width, channels)`` kernel over embedding
+            dimensions is no picture a person reads.
         mode: ``"weights"`` or ``"maximize"``.
         max_filters: filters shown per layer (default 32 for weights, 8 for maximize).
         freq, strict: as ``GradCAMCallback``.
@@ -108,7 +110,7 @@ class FilterCallback(ExplanationCallback):
         convs = [i for i in infos if is_conv2d(i.layer)]
         if self.layers is None:
             if not convs:
-                raise ValueError(
+                raise NothingToExplain(
                     f"model {self.model.name!r} has no 2-D convolution layer to draw; name the "
                     f"layers. Layers: {[i.path for i in infos]}"
                 )
@@ -134,6 +136,13 @@ class FilterCallback(ExplanationCallback):
             self.filter_ids[info.path] = ids
         self.maximizer = None
         if self.mode == "maximize":
+            specs = model_inputs(self.model)
+            if len(specs) > 1:
+                raise ValueError(
+                    f"FilterCallback(mode='maximize'): activation maximisation optimises one "
+                    f"input image, and the model has {len(specs)} inputs "
+                    f"{[s.name for s in specs]}; use mode='weights'"
+                )
             shape = model_input_shape(self.model)
             if len(shape) != 3 or None in shape:
                 raise ValueError(

@@ -9,14 +9,18 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import keras
 import numpy as np
 
 from keras_audit._checks import positive_int
 from keras_audit.callbacks.attribution import AttributionCallback
+from keras_audit.callbacks.base import NothingToExplain
 from keras_audit.callbacks.methods import CAM_METHODS
 from keras_audit.explain.metrics import DeletionInsertion
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from keras_audit.callbacks.samples import ValidationData
 
 __all__ = ["CAM_METHODS", "DeletionInsertion", "GradCAMCallback"]
@@ -39,11 +43,20 @@ class GradCAMCallback(AttributionCallback):
 
     Write one CAM callback per ``log_dir``: the scalar tags do not name the method.
 
+    Text models (integer token ids read by an ``Embedding``, then ``Conv1D`` or recurrent
+    layers): the map is the CAM of a 3-D ``(N, t, C)`` layer resized to the input's length, one
+    value per token, drawn as a token heatmap (see ``AttributionCallback``); the AUCs are left
+    out (they blank image pixels). Models with several inputs: the CAM explains the first image
+    input (else the first token or sequence input) and the picture's title names it
+    (``"input: image"``); the AUCs are left out (the engine's ``DeletionInsertion`` feeds one
+    input).
+
     Args:
         validation_data: ``(x, y)``, ``x`` alone or a ``tf.data.Dataset`` of ``(x, y)`` batches.
         log_dir: folder for the event files.
-        layer: the convolution layer (name or ``"backbone/conv2"`` path); ``None`` = the last
-            layer with a 4-D output.
+        layer: the layer (name or ``"backbone/conv2"`` path) with spatial axes; ``None`` = the
+            engine's stable default: the last such layer with a user-given name (see
+            ``keras_audit.explain.GradCAM``).
         method: ``"gradcam"`` or ``"gradcam++"``.
         num_samples: samples shown (class-balanced, fixed for the whole run).
         freq: log epochs 0, freq, 2*freq, ... and the last.
@@ -51,7 +64,10 @@ class GradCAMCallback(AttributionCallback):
             or a class id.
         strict: raise on logging failures instead of warning once.
         class_names: class names for the captions.
-        metrics: log the deletion/insertion AUCs and the stability.
+        metrics: ``None`` (default): log the stability, and the deletion/insertion AUCs where
+            they apply (a model whose one input is an image ``(H, W, C)``); ``True``: the same,
+            and a ``ValueError`` in ``on_train_begin`` where the AUCs do not apply; ``False``:
+            neither.
         metric_samples: how many of the samples the AUCs use (the first ones: still balanced).
             The AUCs cost one compiled forward pass over
             ``metric_samples * (4 * (metric_steps - 1) + 2) + 1`` images (57 by default: about
@@ -62,6 +78,10 @@ class GradCAMCallback(AttributionCallback):
             more steps for that, at ``4 * metric_samples`` images per extra step.
         colormap, alpha: how the heatmap is drawn over the input.
         seed: seeds the choice of samples and the random pixel order.
+        vocabulary: the strings of token ids (a list, or a dict id -> string or string -> id)
+            for text models; ``None`` shows the ids.
+        output: for a model with several outputs, the one explained (index or name; ``None``:
+            the first); its labels choose the samples and caption them.
 
     Attributes:
         metric_seconds: per logged epoch, the part of ``epoch_end_seconds`` spent on the AUCs.
@@ -74,8 +94,9 @@ class GradCAMCallback(AttributionCallback):
 
     Raises:
         ValueError: a bad argument (on construction); an unknown layer or one without spatial
-            axes, data that does not fit the model, or labels out of range (in
-            ``on_train_begin``, before the first batch).
+            axes, a subclassed model (its layers cannot be read), data that does not fit the
+            model, labels out of range, token ids beyond the vocabulary, or ``metrics=True``
+            where the AUCs do not apply (in ``on_train_begin``, before the first batch).
     """
 
     technique = "gradcam"
@@ -84,9 +105,11 @@ class GradCAMCallback(AttributionCallback):
     def __init__(self, validation_data: ValidationData, log_dir: str, layer: str | None = None,
                  method: str = "gradcam", num_samples: int = 16, freq: int = 1,
                  targets: int | str | None = None, strict: bool = False,
-                 class_names: list[str] | None = None, metrics: bool = True,
-                 metric_samples: int = 4, metric_steps: int = 4, colormap: str = "jet",
-                 alpha: float = 0.5, seed: int = 0) -> None:
+                 class_names: list[str] | dict[int, str] | None = None,
+                 metrics: bool | None = None, metric_samples: int = 4, metric_steps: int = 4,
+                 colormap: str = "jet", alpha: float = 0.5, seed: int = 0,
+                 vocabulary: Sequence[str] | Mapping | None = None,
+                 output: int | str | None = None) -> None:
         if method not in CAM_METHODS:
             raise ValueError(f"unknown method {method!r}; choices: {sorted(CAM_METHODS)}")
         positive_int(metric_samples, "metric_samples")
@@ -95,30 +118,65 @@ class GradCAMCallback(AttributionCallback):
             raise ValueError(f"layer must be a layer name or None; got {layer!r}")
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
                          targets=targets, strict=strict, class_names=class_names,
-                         colormap=colormap, alpha=alpha, seed=seed)
+                         colormap=colormap, alpha=alpha, seed=seed, vocabulary=vocabulary,
+                         output=output)
+        if metrics is not None and not isinstance(metrics, bool):
+            raise ValueError(f"metrics must be None, True or False; got {metrics!r}")
         self.layer = layer
         self.method = method
-        self.metrics = bool(metrics)
+        self.metrics = metrics
         self.metric_samples = int(metric_samples)
         self.metric_steps = int(metric_steps)
         self._faithfulness: DeletionInsertion | None = None
         self.metric_seconds: list[float] = []
-        if not self.metrics:
+        if self.metrics is False:
             self.stability_tag = None
 
     @property
-    def tag(self) -> str:
+    def tag_base(self) -> str:
         """``"<method>/<layer path>"``."""
         return f"{self.method}/{self.explainer.layer_name}"
 
     def _build_explainer(self):
-        return CAM_METHODS[self.method](self.model, layer=self.layer)
+        try:
+            return CAM_METHODS[self.method](self.model, layer=self.layer, output=self.output)
+        except ValueError as exc:
+            if self.layer is None and not self._has_spatial_layer():
+                raise NothingToExplain(f"{type(self).__name__} ({self.method}): {exc}") from exc
+            raise
+
+    def _has_spatial_layer(self) -> bool:
+        """Whether any readable layer (not a whole model) has a 3-D or 4-D output with spatial
+        axes longer than 1 (a subclassed model lists none)."""
+        return any(len(i.output_shape) in (3, 4) and not isinstance(i.layer, keras.Model)
+                   and all(d is not None and d > 1 for d in i.output_shape[1:-1])
+                   for i in self.model_layers())
+
+    def _explained_specs(self):
+        ex = self.explainer.explained or self.explainer.maps_for[0]
+        return [(0, ex)]
+
+    def _auc_problem(self) -> str | None:
+        """Why the deletion/insertion AUCs do not apply to this model, or ``None``."""
+        ex = self._explained_specs()[0][1]
+        if len(self.samples.inputs) > 1:
+            return ("the model has several inputs, and the engine's DeletionInsertion feeds "
+                    "the model one input")
+        if ex.kind != "image" or not ex.channel_axis:
+            return (f"they blank and blur the pixels of an (H, W, C) image, and the input is "
+                    f"{ex.kind} of shape {(None, *self.explainer.inputs[0].shape)}")
+        return None
 
     def _setup(self) -> None:
         super()._setup()
         self._faithfulness = None
         self.metric_seconds = []
-        if self.metrics:
+        problem = None if self.metrics is False else self._auc_problem()
+        if self.metrics is True and problem is not None:
+            raise ValueError(f"{type(self).__name__}: metrics=True asks for deletion/insertion "
+                             f"AUCs, which do not apply here: {problem}. Pass metrics=None "
+                             "(the stability alone) or metrics=False")
+        if self.metrics is not False and problem is None:
             x = self.samples.x[:self.metric_samples]
             self._faithfulness = DeletionInsertion(self.model, x, steps=self.metric_steps,
                                                    seed=self.seed)

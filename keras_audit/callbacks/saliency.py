@@ -9,6 +9,8 @@ from keras_audit.callbacks.attribution import AttributionCallback
 from keras_audit.callbacks.methods import SALIENCY_METHODS
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from keras_audit.callbacks.samples import ValidationData
 
 __all__ = ["SALIENCY_METHODS", "SaliencyCallback"]
@@ -22,13 +24,19 @@ class SaliencyCallback(AttributionCallback):
     and the scalar ``explanations/stability/saliency/<method>``, the mean Spearman rank
     correlation of the maps with the previous logged epoch's (from the second logged epoch).
 
+    Text models (integer token ids read by an ``Embedding``): the gradient is taken at the
+    Embedding's output (integer ids have none), one score per token, drawn as a token heatmap
+    (see ``AttributionCallback``). Several inputs: the engine returns one map per input; the
+    image inputs are drawn (tabular ones are not), titled with the input's name, and each has
+    its own tag ``saliency/<method>/<input name>`` when there are several.
+
     Args:
         validation_data: ``(x, y)``, ``x`` alone or a ``tf.data.Dataset`` of ``(x, y)`` batches.
         log_dir: folder for the event files.
         method: ``"vanilla"``, ``"smoothgrad"``, ``"integrated_gradients"`` or
             ``"gradient_input"``.
-        num_samples, freq, targets, strict, class_names, colormap, alpha, seed: as
-            ``GradCAMCallback``.
+        num_samples, freq, targets, strict, class_names, colormap, alpha, seed, vocabulary,
+            output: as ``GradCAMCallback``.
         method_options: keyword arguments for the explainer, e.g. ``{"num_samples": 8}`` for
             SmoothGrad or ``{"steps": 16}`` for Integrated Gradients (each costs that many
             gradient passes per sample per logged epoch).
@@ -49,28 +57,40 @@ class SaliencyCallback(AttributionCallback):
 
     def __init__(self, validation_data: ValidationData, log_dir: str, method: str = "vanilla",
                  num_samples: int = 16, freq: int = 1, targets: int | str | None = None,
-                 strict: bool = False, class_names: list[str] | None = None,
+                 strict: bool = False, class_names: list[str] | dict[int, str] | None = None,
                  method_options: dict | None = None, colormap: str = "inferno",
-                 alpha: float = 0.6, seed: int = 0) -> None:
+                 alpha: float = 0.6, seed: int = 0,
+                 vocabulary: Sequence[str] | Mapping | None = None,
+                 output: int | str | None = None) -> None:
         if method not in SALIENCY_METHODS:
             raise ValueError(f"unknown method {method!r}; choices: {sorted(SALIENCY_METHODS)}")
         options = dict(method_options or {})
         accepted = set(inspect.signature(SALIENCY_METHODS[method].__init__).parameters)
-        unknown = sorted(set(options) - (accepted - {"self", "model"}))
+        unknown = sorted(set(options) - (accepted - {"self", "model", "output"}))
         if unknown:
-            valid = sorted(accepted - {"self", "model"})
+            valid = sorted(accepted - {"self", "model", "output"})
             raise ValueError(f"unknown option(s) {unknown} for method {method!r}; valid: {valid}")
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
                          targets=targets, strict=strict, class_names=class_names,
-                         colormap=colormap, alpha=alpha, seed=seed)
+                         colormap=colormap, alpha=alpha, seed=seed, vocabulary=vocabulary,
+                         output=output)
         self.method = method
         self.method_options = options
         self.stability_tag = f"explanations/stability/saliency/{method}"
 
     @property
-    def tag(self) -> str:
+    def tag_base(self) -> str:
         """``"saliency/<method>"``."""
         return f"saliency/{self.method}"
 
     def _build_explainer(self):
-        return SALIENCY_METHODS[self.method](self.model, **self.method_options)
+        return SALIENCY_METHODS[self.method](self.model, output=self.output,
+                                             **self.method_options)
+
+    def _explained_specs(self):
+        # one map per attribution point: the inputs, or the one layer= names
+        points = self.explainer.points
+        specs = self.explainer.maps_for
+        if any(p.index is None for p in points):  # layer=: the map has the layer's shape
+            return []
+        return [(k, specs[p.index]) for k, p in enumerate(points)]

@@ -23,8 +23,7 @@ from tensorboard.plugins.image import metadata as image_metadata
 
 from keras_audit.callbacks.layers import model_layers
 from keras_audit.callbacks.samples import Samples, select_samples
-from keras_audit.explain import LayerInfo
-from keras_audit.explain.forward import CompiledForward
+from keras_audit.explain import LayerInfo, model_inputs, select_output
 from keras_audit.render.png import png_fast
 
 #: marks a summary as an image for TensorBoard (what tf.summary.image attaches)
@@ -40,6 +39,63 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
     except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
         pass
+
+
+def feed_structure(model: keras.Model, arrays: list) -> Any:
+    """The model's inputs as its ``call`` expects them: one tensor, a list in ``model.inputs``
+    order, or a dict by input name for a model built on a dict of inputs (Keras warns about a
+    structure that differs from the one it was built with)."""
+    try:
+        struct = model.input
+    except (AttributeError, ValueError):  # subclassed: one input
+        struct = None
+    if isinstance(struct, dict):
+        return {str(t.name): a for t, a in zip(model.inputs, arrays)}
+    return arrays[0] if len(arrays) == 1 else list(arrays)
+
+
+class ModelOutputs:
+    """``model(inputs, training=False)`` for every input of a model, compiled once.
+
+    Hand-written next to the engine's ``CompiledForward`` because that one takes a single
+    input; this one takes any number (token ids stay integers), returns every output (a
+    bundle's members may explain different ones) as float32 NumPy, and never retraces
+    (batch-agnostic signature).
+
+    Args:
+        model: a built Keras model.
+    """
+
+    def __init__(self, model: keras.Model) -> None:
+        self.model = model
+        self.specs = model_inputs(model)
+        self._fn = None
+
+    def _build(self, dtypes: list) -> None:
+        model = self.model
+        sig = [tf.TensorSpec((None, *s.shape), d) for s, d in zip(self.specs, dtypes)]
+
+        @tf.function(input_signature=sig)
+        def fn(*xs):
+            out = model(feed_structure(model, list(xs)), training=False)
+            return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), out)
+
+        self._fn = fn
+
+    def __call__(self, inputs: list[np.ndarray]) -> Any:
+        """The model's outputs (the model's structure: one array, a list or a dict)."""
+        arrays = [np.asarray(a) for a in inputs]
+        if self._fn is None:
+            self._build([tf.int32 if a.dtype.kind in "iu" and a.dtype != np.uint8
+                         else tf.float32 for a in arrays])
+        dtypes = [s.dtype for s in self._fn.input_signature]
+        out = self._fn(*[tf.constant(a, dtype=d) for a, d in zip(arrays, dtypes)])
+        return tf.nest.map_structure(lambda t: t.numpy(), out)
+
+    @property
+    def trace_count(self) -> int:
+        """Tracings of the compiled pass (0 before it first runs)."""
+        return 0 if self._fn is None else int(self._fn.experimental_get_tracing_count())
 
 
 class Session:
@@ -64,7 +120,7 @@ class Session:
         self._warned = False
         self._lock = threading.Lock()
         self._samples: dict = {}
-        self._forward: CompiledForward | None = None
+        self._forward: ModelOutputs | None = None
         self._pred: tuple | None = None  # (epoch, probs, the samples' base array)
         self._layers: tuple[keras.Model, list[LayerInfo]] | None = None
 
@@ -73,13 +129,18 @@ class Session:
         """Make sure the shared selection holds at least ``n`` samples."""
         self.max_samples = max(self.max_samples, int(n))
 
-    def samples(self, validation_data: Any, n: int, model: keras.Model, seed: int) -> Samples:
-        """The first ``n`` of the bundle's samples (chosen once for the largest request)."""
-        key = (id(validation_data), seed)
+    def samples(self, validation_data: Any, n: int, model: keras.Model, seed: int,
+                output: int | str | None = None) -> Samples:
+        """The first ``n`` of the bundle's samples (chosen once for the largest request;
+        balanced by the labels of ``output``)."""
+        key = (id(validation_data), seed, output)
         want = max(n, self.max_samples)
         have = self._samples.get(key)
         if have is None or have[1] < want:
-            have = (select_samples(validation_data, want, model, seed), want)
+            infos = self.model_layers(model) if any(
+                s.integer for s in model_inputs(model)) else None
+            have = (select_samples(validation_data, want, model, seed, output=output,
+                                   infos=infos), want)
             self._samples[key] = have
         return have[0].head(n)
 
@@ -89,30 +150,32 @@ class Session:
             self._layers = (model, model_layers(model))
         return self._layers[1]
 
-    def predict(self, model: keras.Model, samples: Samples, epoch: int) -> np.ndarray:
-        """The model's outputs on ``samples``; one pass per epoch serves the whole bundle.
+    def predict(self, model: keras.Model, samples: Samples, epoch: int,
+                output: int | str | None = None) -> np.ndarray:
+        """The model's ``output`` (``None``: the first) on ``samples``; one pass per epoch
+        serves the whole bundle, whichever outputs its members explain.
 
         Members' samples are prefixes of one selection, so a pass over the first n samples
         serves every member that shows n or fewer.
         """
         if self._forward is None or self._forward.model is not model:
-            self._forward = CompiledForward(model)
+            self._forward = ModelOutputs(model)
         n = len(samples.x)
         base = samples.x if samples.x.base is None else samples.x.base
         cached = self._pred
         if cached is not None and cached[0] == epoch and cached[2] is base \
-                and len(cached[1]) >= n:
-            return cached[1][:n]
-        t0 = time.perf_counter()
-        probs = self._forward(samples.x)
-        self.predict_seconds.append(time.perf_counter() - t0)
-        self._pred = (epoch, probs, base)
-        return probs
+                and cached[3] >= n:
+            outs = cached[1]
+        else:
+            t0 = time.perf_counter()
+            outs = self._forward(samples.inputs)
+            self.predict_seconds.append(time.perf_counter() - t0)
+            self._pred = (epoch, outs, base, n)
+        return np.asarray(select_output(outs, output, model))[:n]
 
     def forward_trace_count(self) -> int:
         """Tracings of the shared prediction pass (0 before it first runs)."""
-        fn = getattr(self._forward, "_fn", None)
-        return 0 if fn is None else int(fn.experimental_get_tracing_count())
+        return 0 if self._forward is None else self._forward.trace_count
 
     # -- the worker -------------------------------------------------------------------------------
     def submit(self, task: Callable[[], None], on_error: Callable[[BaseException], None],
