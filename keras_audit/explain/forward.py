@@ -207,12 +207,15 @@ class CompiledForward:
     """``model(x, training=False)`` compiled once and run in batches; returns NumPy.
 
     Args:
-        model: a built Keras model (single input).
+        model: a built Keras model. A model with several inputs takes a list (in
+            ``model.inputs`` order) or a dict keyed by input name.
         output: for a multi-output model, the output's index or name; ``None`` for the first.
         batch_size: the largest batch sent to the device at once.
 
     The outputs are what ``model.predict`` returns (probabilities for a softmax model).
-    The function is traced with a batch-agnostic signature, so it never retraces.
+    The function is traced with a batch-agnostic signature, so it never retraces. Float and
+    uint8 inputs are fed as float32 (uint8 pixels are exact in float32); other integer inputs
+    (token ids) in their declared dtype, so large ids are not rounded.
     """
 
     def __init__(self, model: keras.Model, output: int | str | None = None,
@@ -220,7 +223,12 @@ class CompiledForward:
         positive_int(batch_size, "batch_size")
         self.model = model
         self.batch_size = int(batch_size)
-        self.input_shape = model_input_shape(model)
+        self.inputs = model_inputs(model)
+        # one input: its shape (as before); several: one shape per input, in model order
+        self.input_shape = (model_input_shape(model) if len(self.inputs) == 1
+                            else tuple(s.shape for s in self.inputs))
+        self._dtypes = [tf.as_dtype(s.dtype) if s.integer and s.dtype not in ("uint8", "bool")
+                        else tf.float32 for s in self.inputs]
         self._output = output
         self._fn = None
 
@@ -228,25 +236,49 @@ class CompiledForward:
         return select_output(out, self._output, self.model)
 
     def _build(self, dtype) -> None:
-        spec = tf.TensorSpec((None, *self.input_shape), dtype)
         model = self.model
+        if len(self.inputs) == 1:
+            spec = tf.TensorSpec((None, *self.input_shape), self._dtypes[0])
 
-        @tf.function(input_signature=[spec], reduce_retracing=True)
-        def fn(x):
-            return self._select(model(x, training=False))
+            @tf.function(input_signature=[spec], reduce_retracing=True)
+            def fn(x):
+                return self._select(model(x, training=False))
+        else:
+            specs = [tf.TensorSpec((None, *s.shape), d)
+                     for s, d in zip(self.inputs, self._dtypes)]
+
+            @tf.function(input_signature=specs, reduce_retracing=True)
+            def fn(*xs):
+                return self._select(model(list(xs), training=False))
 
         self._fn = fn
 
-    def __call__(self, x: tf.Tensor | ArrayLike) -> np.ndarray:
-        """Run the model on ``x`` (any batch size) and return its outputs as float NumPy."""
+    def _arrays(self, x) -> list[np.ndarray]:
+        if isinstance(x, Mapping):
+            x = [x[s.name] for s in self.inputs]
+        if len(self.inputs) > 1:
+            if not isinstance(x, list | tuple) or len(x) != len(self.inputs):
+                raise ValueError(f"the model has {len(self.inputs)} inputs "
+                                 f"{[s.name for s in self.inputs]}; give a list in that order "
+                                 "or a dict keyed by input name")
+            arrays = [np.asarray(a) for a in x]
+            return [a[None] if a.ndim == len(s.shape) else a
+                    for a, s in zip(arrays, self.inputs)]
+        if isinstance(x, list | tuple) and len(x) == 1 and np.ndim(x[0]) == len(
+                self.input_shape) + 1:
+            x = x[0]  # one input given as a one-element list
         x = np.asarray(x)
-        if x.ndim == len(self.input_shape):
-            x = x[None]
+        return [x[None] if x.ndim == len(self.input_shape) else x]
+
+    def __call__(self, x: tf.Tensor | ArrayLike | Sequence | Mapping) -> np.ndarray:
+        """Run the model on ``x`` (any batch size) and return its outputs as float NumPy."""
+        arrays = self._arrays(x)
         if self._fn is None:
             self._build(tf.float32)
-        x = x.astype(np.float32, copy=False)
-        outs = [self._fn(tf.constant(x[i:i + self.batch_size])).numpy()
-                for i in range(0, len(x), self.batch_size)]
+        arrays = [a.astype(d.as_numpy_dtype, copy=False) for a, d in zip(arrays, self._dtypes)]
+        n = len(arrays[0])
+        outs = [self._fn(*(tf.constant(a[i:i + self.batch_size]) for a in arrays)).numpy()
+                for i in range(0, n, self.batch_size)]
         return np.concatenate(outs, axis=0)
 
 
