@@ -72,7 +72,7 @@ def sequential() -> Case:
     x, y = images()
     model = keras.Sequential([keras.Input((SIDE, SIDE, 3)), *_cnn_layers(),
                               keras.layers.Dense(2, activation="softmax", name="head")])
-    return Case(_fit(model, x, y), x, y)
+    return Case(_fit(model, x, y), x, y, run_kwargs={"class_names": {1: "right", 0: "left"}})
 
 
 def functional() -> Case:
