@@ -36,11 +36,6 @@ def _options(kind: str) -> dict:
     return opts
 
 
-def _predict(model, x) -> np.ndarray:
-    out = model.predict(x, verbose=0)
-    return out
-
-
 @pytest.fixture(scope="module", params=list(CASES))
 def audited(request, tmp_path_factory):
     """(case name, Case, report.json content, the model's own predictions on x)."""
@@ -50,7 +45,7 @@ def audited(request, tmp_path_factory):
         out = tmp_path_factory.mktemp(name)
         audit.run(case.model, case.x, case.y, checks=CHECKS, out_dir=out, samples=4,
                   options=_options(case.kind), **case.run_kwargs)
-        raw = _predict(case.model, case.x)
+        raw = case.model.predict(case.x, verbose=0)
     finally:
         keras.mixed_precision.set_global_policy("float32")  # the mixed-precision case sets it
     return name, case, read_json(out), raw
