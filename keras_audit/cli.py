@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--x-key", default="x", help="name of the inputs array (default: x)")
     rep.add_argument("--y-key", default="y", help="name of the labels array (default: y)")
     rep.add_argument("--class-names", default=None, metavar="A,B,C",
-                     help="comma-separated class names (default: the archive's 'class_names' "
-                     "array, else 0, 1, ...)")
+                     help="comma-separated class names in class-id order, or id=name pairs "
+                     "(0=cat,1=dog) (default: the archive's 'class_names' array, else 0, 1, ...)")
     rep.add_argument("--checks", default=",".join(CHECKS), metavar="LIST",
                      help=f"comma-separated analyses to run (default: all: {','.join(CHECKS)})")
     rep.add_argument("--samples", type=_positive_int, default=None, metavar="N",
@@ -128,6 +128,28 @@ def parse_checks(text: str) -> tuple[str, ...]:
         raise UsageError(f"unknown check(s) {unknown or [text]}; valid checks: "
                          f"{','.join(CHECKS)}")
     return tuple(dict.fromkeys(names))
+
+
+def parse_class_names(text: str) -> list[str] | dict[int, str]:
+    """``--class-names``: ``"a,b,c"`` (class-id order) or ``"0=a,1=b"`` (a dict id -> name).
+
+    Raises:
+        UsageError: an empty name, or id=name pairs mixed with plain names or with an id that
+            is not an integer.
+    """
+    parts = [c.strip() for c in text.split(",")]
+    if any(not c for c in parts):
+        raise UsageError(f"--class-names has an empty name: {text!r}")
+    pairs = [p.partition("=") for p in parts]
+    if not any(sep for _, sep, _ in pairs):
+        return parts
+    names: dict[int, str] = {}
+    for key, sep, name in pairs:
+        if not sep or not key.strip().lstrip("-").isdigit() or not name.strip():
+            raise UsageError(f"--class-names mixes names and id=name pairs or has a bad pair "
+                             f"{key + sep + name!r}: give 'a,b,c' or '0=a,1=b'")
+        names[int(key)] = name.strip()
+    return names
 
 
 def _existing_file(path: str, what: str) -> Path:
@@ -277,9 +299,7 @@ def _report(args) -> int:
     x, y, archive_names, feature_names = load_arrays(data_path, args.x_key, args.y_key)
     class_names = archive_names
     if args.class_names is not None:
-        class_names = [c.strip() for c in args.class_names.split(",")]
-        if any(not c for c in class_names):
-            raise UsageError(f"--class-names has an empty name: {args.class_names!r}")
+        class_names = parse_class_names(args.class_names)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with tempfile.NamedTemporaryFile(prefix="keras-audit-", suffix=".log", delete=False) as log:
         native_log = log.name

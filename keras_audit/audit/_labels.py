@@ -171,8 +171,8 @@ def read_outputs(raw: np.ndarray, spec: LabelSpec) -> Outputs:
     return Outputs(raw, probs, predicted_classes(out), transform)
 
 
-def compiled_loss_fn(model: keras.Model):
-    """The loss the model was compiled with, for its first output, or ``None``.
+def compiled_loss_fn(model: keras.Model, output: int | str | None = None):
+    """The loss the model was compiled with, for its first output (or ``output``), or ``None``.
 
     Returns a callable ``(y_true, y_pred) -> per-sample or scalar loss``.
     """
@@ -180,9 +180,26 @@ def compiled_loss_fn(model: keras.Model):
     if spec is None:
         return None
     if isinstance(spec, list | tuple):
-        spec = spec[0] if spec else None
+        i = output if isinstance(output, int) else 0
+        if isinstance(output, str):
+            from keras_audit.explain.forward import output_names
+
+            names = output_names(model)
+            i = names.index(output) if output in names else 0
+        spec = spec[i] if i < len(spec) else None
     elif isinstance(spec, dict):
-        spec = next(iter(spec.values()), None)
+        if isinstance(output, str):
+            spec = spec.get(output)
+        else:
+            values = list(spec.values())
+            i = output or 0
+            from keras_audit.explain.forward import output_names
+
+            names = output_names(model)
+            if names and i < len(names) and names[i] in spec:
+                spec = spec[names[i]]
+            else:
+                spec = values[i] if i < len(values) else None
     if spec is None:
         return None
     try:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_audit.audit._labels import (
     LabelSpec,
@@ -25,12 +26,27 @@ from keras_audit.audit._labels import (
     label_spec,
     read_outputs,
 )
+from keras_audit.audit._views import (
+    OutputHead,
+    explained_input,
+    explained_view,
+    held_values,
+    output_index,
+    probe_outputs,
+    split_labels,
+)
 from keras_audit.audit._weights import weights_hash
 from keras_audit.audit.card import load_card
 from keras_audit.audit.catalog import DEFAULT_SAMPLES, AuditInputError, check_checks
 from keras_audit.audit.progress import progress_factory
 from keras_audit.explain import balanced_order
-from keras_audit.explain.forward import CompiledForward, check_batch
+from keras_audit.explain.forward import (
+    CompiledForward,
+    InputSpec,
+    check_batch,
+    check_inputs,
+    model_inputs,
+)
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -54,6 +70,14 @@ class AuditContext:
         checks, options, seed, card, samples_requested: the caller's settings, validated.
         weights_sha256: the weights' hash before any analysis ran.
         progress: the progress-bar factory.
+        inputs: every model input (NumPy, ``model.inputs`` order); ``x`` is the explained one.
+        input_specs: the model's inputs (name, shape, dtype).
+        explained_input: the index of the input the explanations explain.
+        held: the reference value each other input is held at in the explanations.
+        explained_model: the model of the explained input alone and the explained output
+            alone (the model itself for one input and one output; see ``_views``).
+        heads: every output of the model with its labels (``OutputHead``).
+        output: the index of the explained and evaluated output.
     """
 
     model: keras.Model
@@ -74,8 +98,35 @@ class AuditContext:
     samples_requested: int | None
     weights_sha256: str
     progress: Callable[..., Any]
+    inputs: tuple[np.ndarray, ...] = ()
+    input_specs: tuple[InputSpec, ...] = ()
+    explained_input: int = 0
+    held: dict[str, np.ndarray] | None = None
+    explained_model: keras.Model | None = None
+    heads: tuple[OutputHead, ...] = ()
+    output: int = 0
 
     # -- derived views -----------------------------------------------------------------------------
+    @property
+    def model_x(self) -> np.ndarray | list[np.ndarray]:
+        """``x`` as the model takes it: the array, or one array per input for several."""
+        return list(self.inputs) if len(self.inputs) > 1 else self.x
+
+    @property
+    def view(self) -> keras.Model:
+        """The model the explanations run on (``explained_model``, else ``model``)."""
+        return self.explained_model if self.explained_model is not None else self.model
+
+    @property
+    def multi_input(self) -> bool:
+        """True when the model has several inputs."""
+        return len(self.inputs) > 1
+
+    @property
+    def output_name(self) -> str:
+        """The explained output's name."""
+        return self.heads[self.output].name if self.heads else "output_0"
+
     @property
     def classifier(self) -> bool:
         """True for classification and binary tasks."""
@@ -126,11 +177,17 @@ class AuditContext:
         return self.x[pick].astype(np.float32, copy=False), source
 
 
-def data_kind(x: np.ndarray) -> str:
-    """``"image"`` for ``(N, H, W, C)``, ``"tabular"`` for ``(N, F)``, else ``"sequence"``."""
+def data_kind(x: np.ndarray, spec: InputSpec | None = None) -> str:
+    """``"image"`` for ``(N, H, W, C)``, ``"tabular"`` for ``(N, F)``, else ``"sequence"``.
+
+    Integer ``(N, T)`` input other than uint8 that the model declares (token ids for an
+    ``Embedding``) is a sequence, not a table.
+    """
     if x.ndim == 4:
         return "image"
     if x.ndim == 2:
+        if spec is not None and spec.integer and spec.dtype not in ("uint8", "bool"):
+            return "sequence"
         return "tabular"
     return "sequence"
 
@@ -175,7 +232,8 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                   card: dict | str | os.PathLike | None = None, samples: int | None = None,
                   progress: bool | Callable[..., Any] | None = None,
                   feature_names: Sequence[str] | None = None,
-                  options: dict | None = None) -> AuditContext:
+                  options: dict | None = None,
+                  output: int | str | None = None) -> AuditContext:
     """Validate the inputs of ``run`` and build the context (one forward pass over ``x``).
 
     Raises:
@@ -191,25 +249,40 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
     if not isinstance(model, keras.Model):
         raise AuditInputError(f"model must be a keras.Model; got {type(model).__name__}")
     try:
-        xa = check_batch(model, x)
-        if xa.dtype.kind not in "biuf":
-            raise ValueError(f"x must be numeric; got dtype {xa.dtype}")
-        ya = as_label_array(y, len(xa))
-        forward = CompiledForward(model, batch_size=int(merged["performance"]["batch_size"]))
-        first = forward(xa[:1])
+        specs = model_inputs(model)
+        arrays = _inputs(model, x, specs)
+        primary = explained_input(specs)
+        xa = arrays[primary]
+        for a in arrays:
+            if a.dtype.kind not in "biuf":
+                raise ValueError(f"x must be numeric; got dtype {a.dtype}")
+        names_out = probe_outputs(model, arrays)
+        out_idx = output_index(output, names_out)
+        heads = []
+        for h in split_labels(y, names_out, out_idx):
+            what = "y" if len(names_out) == 1 else f"y[{h.name!r}]"
+            heads.append(OutputHead(h.name, h.index, None if h.y is None else
+                                    as_label_array(h.y, len(xa), what)))
+        ya = heads[out_idx].y
+        forward = CompiledForward(model, output=out_idx if len(names_out) > 1 else None,
+                                  batch_size=int(merged["performance"]["batch_size"]))
+        model_x = arrays if len(arrays) > 1 else xa
+        first = forward([a[:1] for a in arrays] if len(arrays) > 1 else xa[:1])
         spec = label_spec(ya, first.shape[1:])
-        bg = None if background is None else check_batch(model, background, "background")
+        bg = None if background is None else _background(model, background, specs, primary)
         if spec.task == "regression" and class_names is not None:
             raise AuditInputError("class_names was given but the model is a regression model")
         names = class_names_for(class_names, spec)
+        held = held_values(specs, arrays, primary)
+        view = explained_view(model, specs, primary, out_idx, held, len(names_out))
     except AuditInputError:
         raise
     except ValueError as exc:
         raise AuditInputError(str(exc)) from None
-    kind = data_kind(xa)
+    kind = data_kind(xa, specs[primary])
     features = _feature_names(feature_names, kind, xa)
     n_explain = min(len(xa), samples if samples is not None else DEFAULT_SAMPLES)
-    outputs = read_outputs(forward(xa), spec)
+    outputs = read_outputs(forward(model_x), spec)
     if spec.task == "regression":
         explain_idx = np.sort(balanced_order(None, n_explain, seed=seed, n_pool=len(xa)))
     else:
@@ -218,7 +291,33 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                         feature_names=features, forward=forward, outputs=outputs,
                         explain_idx=explain_idx, background=bg, checks=checks, options=merged,
                         seed=seed, card=card_dict, samples_requested=samples,
-                        weights_sha256=weights_hash(model), progress=bars)
+                        weights_sha256=weights_hash(model), progress=bars,
+                        inputs=tuple(arrays), input_specs=tuple(specs), explained_input=primary,
+                        held=held, explained_model=None if view is model else view,
+                        heads=tuple(heads), output=out_idx)
+
+
+def _inputs(model: keras.Model, x, specs: list[InputSpec], what: str = "x") -> list[np.ndarray]:
+    """One array per model input; a single input keeps ``check_batch``'s reading of ``x``."""
+    one_list = isinstance(x, list | tuple) and len(x) == 1 and isinstance(
+        x[0], np.ndarray | tf.Tensor)
+    if len(specs) == 1 and not isinstance(x, Mapping) and not one_list:
+        return [check_batch(model, x, what)]
+    return check_inputs(model, x, specs, what)
+
+
+def _background(model: keras.Model, background, specs: list[InputSpec],
+                primary: int) -> np.ndarray:
+    """The background of the explained input: an array of it, or every input (as ``x``)."""
+    if len(specs) > 1 and not isinstance(background, Mapping | list | tuple):
+        s = specs[primary]
+        bg = np.asarray(background)
+        if bg.ndim != len(s.shape) + 1 or any(
+                e is not None and e != g for e, g in zip(s.shape, bg.shape[1:])):
+            raise ValueError(f"background must be samples of the explained input {s.name!r} "
+                             f"{(None, *s.shape)} (or every input, as x); got {bg.shape}")
+        return bg
+    return _inputs(model, background, specs, "background")[primary]
 
 
 def _feature_names(feature_names, kind: str, x: np.ndarray) -> list[str] | None:

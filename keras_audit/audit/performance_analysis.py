@@ -27,8 +27,9 @@ from keras_audit.audit._labels import (
     label_spec,
     read_outputs,
 )
+from keras_audit.audit._views import batch_len, batch_take, model_batch
 from keras_audit.audit.result import AnalysisResult
-from keras_audit.explain.forward import CompiledForward, check_batch
+from keras_audit.explain.forward import CompiledForward
 from keras_audit.render.figures import new_figure
 
 if TYPE_CHECKING:
@@ -101,13 +102,13 @@ def performance(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arr
             raise ValueError(f"{what} must be an integer >= {low}; got {value!r}")
     if task is not None and task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choices: {list(TASKS)} or None (infer)")
-    x = check_batch(model, x).astype(np.float32, copy=False)
-    y = as_label_array(y, len(x))
+    x = model_batch(model, x)  # one array, or one per input for a multi-input model
+    y = as_label_array(y, batch_len(x))
     if forward is None:
         forward = CompiledForward(model, batch_size=batch_size)
     elif not isinstance(forward, CompiledForward) or forward.model is not model:
         raise ValueError("forward must be a CompiledForward built on this same model")
-    spec = label_spec(y, forward(x[:1]).shape[1:], task)
+    spec = label_spec(y, forward(batch_take(x, slice(0, 1))).shape[1:], task)
     names = class_names_for(class_names, spec)
 
     out = read_outputs(forward(x), spec)
@@ -117,7 +118,7 @@ def performance(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arr
     else:
         _classification(result, spec, out.probs, out.y_pred, names, n_bootstrap, seed)
         result.metrics["output_transform"] = out.transform
-    result.metrics["n_samples"] = int(len(x))
+    result.metrics["n_samples"] = int(batch_len(x))
     _cost(result, model, forward, x, latency_repeats)
     return result
 
@@ -270,7 +271,7 @@ def _cost(result: PerformanceResult, model: keras.Model, forward: CompiledForwar
                                for v in model.weights))
     rows = []
     for batch in (1, 64):
-        xb = x[:batch] if len(x) >= batch else np.resize(x, (batch, *x.shape[1:]))
+        xb = batch_take(x, np.arange(batch) % batch_len(x))  # cycled when x is smaller
         forward(xb)  # warm-up (the function is already traced; this fills caches)
         times = []
         for _ in range(repeats):

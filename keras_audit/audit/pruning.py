@@ -37,6 +37,7 @@ from keras_audit.audit._labels import (
     read_outputs,
     regularization_penalty,
 )
+from keras_audit.audit._views import batch_len, batch_take, model_batch
 from keras_audit.audit._weights import WeightSnapshot, preserved_weights
 from keras_audit.audit.pruning_kernels import (
     PrunableKernel,
@@ -44,7 +45,7 @@ from keras_audit.audit.pruning_kernels import (
     prunable_kernels,
     select_layers,
 )
-from keras_audit.explain.forward import CompiledForward, check_batch
+from keras_audit.explain.forward import CompiledForward
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -155,9 +156,9 @@ class _Evaluator:
     """Accuracy and loss of the model as it currently is, through one compiled forward pass."""
 
     def __init__(self, model: keras.Model, forward: CompiledForward, x: np.ndarray,
-                 spec: LabelSpec) -> None:
+                 spec: LabelSpec, output: int | str | None = None) -> None:
         self.model, self.forward, self.x, self.spec = model, forward, x, spec
-        self.loss_fn = compiled_loss_fn(model)
+        self.loss_fn = compiled_loss_fn(model, output)
         self.loss_name = loss_name(self.loss_fn) if self.loss_fn is not None else None
         self._y: np.ndarray | None = None  # the labels as the loss takes them (set once)
         self._penalised = any(getattr(v, "regularizer", None) is not None
@@ -212,8 +213,8 @@ def pruning_impact(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | 
                    sparsities: Sequence[float] = DEFAULT_SPARSITIES,
                    scope: str = "global", method: str = "magnitude", batch_size: int = 256,
                    layers: Sequence[str] | str | None = None, seed: int = 0, drift: bool = False,
-                   drift_samples: int = 16, forward: CompiledForward | None = None
-                   ) -> pd.DataFrame:
+                   drift_samples: int = 16, forward: CompiledForward | None = None,
+                   output: int | str | None = None) -> pd.DataFrame:
     """Accuracy and loss of ``model`` on ``(x, y)`` with its kernels pruned to each sparsity.
 
     Args:
@@ -240,6 +241,8 @@ def pruning_impact(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | 
         drift_samples: how many samples the drift uses.
         forward: a ``CompiledForward`` of this model to reuse (saves tracing when several
             analyses run on one model); ``None`` builds one.
+        output: for a multi-output model, the evaluated output (index or name; ``None``: the
+            first): ``y`` are its labels, and its compiled loss is used.
 
     Returns:
         A DataFrame, one row per (layer, sparsity), with columns ``scope``, ``layer``
@@ -268,19 +271,19 @@ def pruning_impact(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | 
     drift_samples = positive_int(drift_samples, "drift_samples")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed must be an integer; got {seed!r}")
-    x = check_batch(model, x).astype(np.float32, copy=False)
-    y = as_label_array(y, len(x))
+    x = model_batch(model, x)  # one array, or one per input for a multi-input model
+    y = as_label_array(y, batch_len(x))
     kernels = prunable_kernels(model)
     if not kernels:
         raise ValueError(f"model {model.name!r} has no prunable kernels (Dense or convolution "
                          "layers)")
     kernels = select_layers(kernels, layers)
     if forward is None:
-        forward = CompiledForward(model, batch_size=batch_size)
+        forward = CompiledForward(model, output=output, batch_size=batch_size)
     elif not isinstance(forward, CompiledForward) or forward.model is not model:
         raise ValueError("forward must be a CompiledForward built on this same model")
-    spec = label_spec(y, forward(x[:1]).shape[1:])
-    evaluate = _Evaluator(model, forward, x, spec)
+    spec = label_spec(y, forward(batch_take(x, slice(0, 1))).shape[1:])
+    evaluate = _Evaluator(model, forward, x, spec, output)
 
     groups: list[tuple[str, list[PrunableKernel]]]
     if scope == "global":
@@ -291,7 +294,8 @@ def pruning_impact(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | 
     rows = []
     with preserved_weights(model) as snap:
         dense_acc, dense_loss, dense_pred = evaluate()  # weights untouched so far
-        tracker = (_Drift(model, x[:drift_samples], dense_pred[:drift_samples], spec)
+        tracker = (_Drift(model, batch_take(x, slice(0, drift_samples)),
+                          dense_pred[:drift_samples], spec)
                    if drift else None)
         for name, group in groups:
             plan = _Plan(group, snap, method, _unit_rng(seed, name))

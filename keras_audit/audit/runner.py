@@ -40,15 +40,22 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         seed: int = 0, card: dict | str | os.PathLike | None = None, samples: int | None = None,
         progress: bool | Callable[..., Any] | None = None, *,
         feature_names: Sequence[str] | None = None,
-        options: dict | None = None) -> Report:
+        options: dict | None = None, output: int | str | None = None) -> Report:
     """Audit ``model`` on ``(x, y)`` and write the compliance report into ``out_dir``.
 
     Args:
-        model: a trained, built single-input Keras model (classifier or regressor). Its
-            weights are never left changed (checked by hash before and after).
-        x: the audit inputs: images ``(N, H, W, C)``, tables ``(N, F)`` or sequences.
+        model: a trained, built Keras model (classifier or regressor; Sequential, functional
+            or subclassed; one or several inputs and outputs). Its weights are never left
+            changed (checked by hash before and after).
+        x: the audit inputs: images ``(N, H, W, C)``, tables ``(N, F)`` or sequences (token
+            ids ``(N, T)`` for an ``Embedding``); for several inputs a list in
+            ``model.inputs`` order or a dict keyed by input name (a dict also for one input).
+            The explanations explain one input, the first image input (else the first), with
+            the others held at their mean over ``x`` (median for integer inputs); the report
+            says which (``explanations.explained_input`` and ``held_fixed``).
         y: labels: class ids ``(N,)``, one-hot ``(N, C)``, ``{0, 1}`` for one sigmoid unit, or
-            regression targets.
+            regression targets; for several outputs a dict keyed by output name or a list in
+            output order, as Keras's ``fit`` takes them.
         class_names: one name per class, as a list in class-id order or a dict
             ``{class id: name}`` (default ``"0"``, ``"1"``, ...).
         background: SHAP background samples (and LIME tabular training statistics); ``None``
@@ -70,6 +77,10 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         feature_names: names of the columns of tabular ``x``.
         options: per-analysis settings overriding ``DEFAULT_OPTIONS`` group by group, e.g.
             ``{"pruning": {"sparsities": (0, 0.5, 0.9)}, "lime": {"num_samples": 300}}``.
+        output: for a multi-output model, the output (index or name) that is explained and
+            evaluated (``None``: the first); ``class_names`` name its classes. The
+            performance section also evaluates every labelled output
+            (``performance.outputs.<name>``).
 
     Returns:
         The ``Report`` (``to_html``, ``to_json``, ``tables``, ``content``).
@@ -78,7 +89,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         AuditInputError (a ValueError), before any analysis runs: an unknown check (the message
             lists the valid ones), ``x`` the model cannot take, ``y`` that does not match ``x``
             or the model's output, wrong ``class_names``/``feature_names``, a bad ``card``,
-            ``seed``, ``samples`` or ``options``, or an ``out_dir`` that cannot be created.
+            ``seed``, ``samples`` or ``options``, an unknown ``output``, labels that do not
+            match the outputs, or an ``out_dir`` that cannot be created.
         RuntimeError: the weights changed during the audit (a bug; never expected).
 
     An analysis that fails while running is recorded in its section (``status: "failed"``
@@ -87,7 +99,7 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
     ctx = build_context(model, x, y, defaults=DEFAULT_OPTIONS, class_names=class_names,
                         background=background, checks=checks, seed=seed, card=card,
                         samples=samples, progress=progress, feature_names=feature_names,
-                        options=options)
+                        options=options, output=output)
     folder = out_dir_path(out_dir)
     with preserved_weights(model, verify=True):
         sections = [module.build(ctx, ctx.options) for module in TABLE]

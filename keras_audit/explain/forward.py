@@ -207,16 +207,18 @@ class CompiledForward:
     """``model(x, training=False)`` compiled once and run in batches; returns NumPy.
 
     Args:
-        model: a built Keras model; several inputs are fed as a list (``model.inputs`` order)
-            or a dict keyed by input name.
+        model: a built Keras model. A model with several inputs takes a list (in
+            ``model.inputs`` order) or a dict keyed by input name.
         output: for a multi-output model, the output's index or name; ``None`` for the first.
         batch_size: the largest batch sent to the device at once.
 
     The outputs are what ``model.predict`` returns (probabilities for a softmax model).
-    The function is traced with a batch-agnostic signature, so it never retraces.
+    The function is traced with a batch-agnostic signature, so it never retraces. Float and
+    uint8 inputs are fed as float32 (uint8 pixels are exact in float32); other integer inputs
+    (token ids) in their declared dtype, so large ids are not rounded.
 
     Attributes:
-        input_shape: the first input's sample shape (the only one, for most models).
+        input_shape: the sample shape of the one input; for several inputs, one per input.
         inputs: ``InputSpec`` per model input.
     """
 
@@ -226,42 +228,65 @@ class CompiledForward:
         self.model = model
         self.batch_size = int(batch_size)
         self.inputs = model_inputs(model)
-        self.input_shape = self.inputs[0].shape
+        # one input: its shape (as before); several: one shape per input, in model order
+        self.input_shape = (model_input_shape(model) if len(self.inputs) == 1
+                            else tuple(s.shape for s in self.inputs))
+        self._dtypes = [tf.as_dtype(s.dtype) if s.integer and s.dtype not in ("uint8", "bool")
+                        else tf.float32 for s in self.inputs]
         self._output = output
         self._fn = None
 
     def _select(self, out):
         return select_output(out, self._output, self.model)
 
-    def _build(self) -> None:
-        specs = [tf.TensorSpec((None, *s.shape), tf.float32) for s in self.inputs]
-        model, names = self.model, [s.name for s in self.inputs]
-        as_dict = isinstance(getattr(model, "_inputs_struct", None), dict)
+    def _build(self, dtype) -> None:
+        model = self.model
+        if len(self.inputs) == 1:
+            spec = tf.TensorSpec((None, *self.input_shape), self._dtypes[0])
 
-        @tf.function(input_signature=[specs], reduce_retracing=True)
-        def fn(xs):
-            feed = dict(zip(names, xs)) if as_dict else (xs[0] if len(xs) == 1 else list(xs))
-            return self._select(model(feed, training=False))
+            @tf.function(input_signature=[spec], reduce_retracing=True)
+            def fn(x):
+                return self._select(model(x, training=False))
+        else:
+            specs = [tf.TensorSpec((None, *s.shape), d)
+                     for s, d in zip(self.inputs, self._dtypes)]
+
+            names = [s.name for s in self.inputs]
+            as_dict = isinstance(getattr(model, "_inputs_struct", None), dict)
+
+            @tf.function(input_signature=specs, reduce_retracing=True)
+            def fn(*xs):
+                feed = dict(zip(names, xs)) if as_dict else list(xs)
+                return self._select(model(feed, training=False))
 
         self._fn = fn
 
-    def __call__(self, x: tf.Tensor | ArrayLike | Sequence | Mapping) -> np.ndarray:
-        """Run the model on ``x`` (any batch size) and return its outputs as float NumPy.
+    def _arrays(self, x) -> list[np.ndarray]:
+        if isinstance(x, Mapping):
+            x = [x[s.name] for s in self.inputs]
+        if len(self.inputs) > 1:
+            if not isinstance(x, list | tuple) or len(x) != len(self.inputs):
+                raise ValueError(f"the model has {len(self.inputs)} inputs "
+                                 f"{[s.name for s in self.inputs]}; give a list in that order "
+                                 "or a dict keyed by input name")
+            arrays = [np.asarray(a) for a in x]
+            return [a[None] if a.ndim == len(s.shape) else a
+                    for a, s in zip(arrays, self.inputs)]
+        if isinstance(x, list | tuple) and len(x) == 1 and np.ndim(x[0]) == len(
+                self.input_shape) + 1:
+            x = x[0]  # one input given as a one-element list
+        x = np.asarray(x)
+        return [x[None] if x.ndim == len(self.input_shape) else x]
 
-        ``x``: a batch, one sample (a batch axis is added), or for several inputs a list/dict.
-        """
-        if len(self.inputs) == 1 and not isinstance(x, Mapping | list | tuple):
-            x = np.asarray(x)
-            if x.ndim == len(self.input_shape):
-                x = x[None]
-            xs = [x]
-        else:
-            xs = check_inputs(self.model, x, self.inputs)
+    def __call__(self, x: tf.Tensor | ArrayLike | Sequence | Mapping) -> np.ndarray:
+        """Run the model on ``x`` (any batch size) and return its outputs as float NumPy."""
+        arrays = self._arrays(x)
         if self._fn is None:
-            self._build()
-        xs = [a.astype(np.float32, copy=False) for a in xs]
-        outs = [self._fn([tf.constant(a[i:i + self.batch_size]) for a in xs]).numpy()
-                for i in range(0, len(xs[0]), self.batch_size)]
+            self._build(tf.float32)
+        arrays = [a.astype(d.as_numpy_dtype, copy=False) for a, d in zip(arrays, self._dtypes)]
+        n = len(arrays[0])
+        outs = [self._fn(*(tf.constant(a[i:i + self.batch_size]) for a in arrays)).numpy()
+                for i in range(0, n, self.batch_size)]
         return np.concatenate(outs, axis=0)
 
 

@@ -30,6 +30,8 @@ def build(ctx: AuditContext, options: dict) -> Section:
         "n_samples": int(len(x)),
         "x_shape": list(x.shape),
         "x_dtype": str(x.dtype),
+        "inputs": {s.name: {"shape": list(a.shape), "dtype": str(a.dtype)}
+                   for s, a in zip(ctx.input_specs, ctx.inputs)},
         "x_min": float(np.nanmin(xf)), "x_max": float(np.nanmax(xf)),
         "x_mean": float(np.nanmean(xf)), "x_std": float(np.nanstd(xf)),
         "y_shape": list(ctx.y.shape),

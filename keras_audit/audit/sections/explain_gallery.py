@@ -54,7 +54,7 @@ def _gallery(ctx: AuditContext, opts: dict, sec: Section, part: dict, bar) -> No
     maps: dict[str, np.ndarray] = {}
     for method in opts["methods"]:
         try:
-            explainer = build_explainer(method, ctx.model)
+            explainer = build_explainer(method, ctx.view)
         except ValueError as exc:
             part["methods"][method] = {"status": "skipped", "reason": str(exc)}
             sec.finding("info", f"{method_title(method)} gallery skipped: {exc}")

@@ -42,7 +42,7 @@ def _lime(ctx: AuditContext, opts: dict, sec: Section, part: dict, n: int) -> No
     if ctx.kind == "tabular":
         train, _ = ctx.background_set(TRAINING_SIZE)
         kwargs.update(training_data=train, feature_names=ctx.feature_names)
-    res = lime_explanations(ctx.model, ctx.x_explain[:n], num_samples=int(opts["num_samples"]),
+    res = lime_explanations(ctx.view, ctx.x_explain[:n], num_samples=int(opts["num_samples"]),
                             kind="auto", class_names=ctx.names, targets=ctx.targets_explain[:n],
                             seed=ctx.seed, **kwargs)
     part.update({"num_samples": int(opts["num_samples"]), "samples": int(n),

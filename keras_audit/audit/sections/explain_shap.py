@@ -51,11 +51,15 @@ def _shap(ctx: AuditContext, opts: dict, sec: Section, part: dict) -> None:
         # images and sequences: explain the predicted class only, as the other image explanations do
         targets = ctx.targets_explain[:n]
     max_evals = opts["max_evals"] or (IMAGE_MAX_EVALS if ctx.kind == "image" else 500)
-    res = shap_values(ctx.model, xs, bg, method=opts["method"], targets=targets,
+    res = shap_values(ctx.view, xs, bg, method=opts["method"], targets=targets,
                       max_evals=int(max_evals), seed=ctx.seed,
                       feature_names=ctx.feature_names if ctx.kind == "tabular" else None,
                       class_names=outputs)
     part["details"] = jsonable(res.details or {})
+    if ctx.x.dtype.kind in "iu" and ctx.kind == "sequence":
+        part["note"] = ("token ids have no gradient, so SHAP uses a model-agnostic explainer "
+                        f"({res.method}): each token is masked by background samples' tokens; "
+                        "one value per token")
     values = np.asarray(res.values)
     err = float(np.max(np.abs(np.asarray(res.additivity_error))))
     part.update({"method": res.method, "samples": int(n),

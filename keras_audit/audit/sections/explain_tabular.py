@@ -32,7 +32,7 @@ def build_part(ctx: AuditContext, options: dict, sec: Section) -> None:
 def _permutation(ctx: AuditContext, opts: dict, sec: Section, part: dict) -> None:
     from keras_audit.audit.tabular import permutation_importance
 
-    table = permutation_importance(ctx.model, ctx.x, ctx.y, feature_names=ctx.feature_names,
+    table = permutation_importance(ctx.view, ctx.x, ctx.y, feature_names=ctx.feature_names,
                                    n_repeats=int(opts["n_repeats"]), seed=ctx.seed)
     sec.tables["permutation_importance"] = table
     part.update({"n_repeats": int(opts["n_repeats"]), "importance": records(table)})
@@ -46,7 +46,7 @@ def _surrogate(ctx: AuditContext, opts: dict, sec: Section, part: dict) -> None:
     from keras_audit.audit.tabular import surrogate_tree
 
     depth = int(opts["max_depth"])
-    res = surrogate_tree(ctx.model, ctx.x, feature_names=ctx.feature_names, max_depth=depth,
+    res = surrogate_tree(ctx.view, ctx.x, feature_names=ctx.feature_names, max_depth=depth,
                          class_names=ctx.names, seed=ctx.seed)
     fidelity = float(res.fidelity)
     part.update({"max_depth": depth, "fidelity": fidelity, "rules": str(res.rules)})

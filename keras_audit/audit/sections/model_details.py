@@ -48,8 +48,13 @@ def build(ctx: AuditContext, options: dict) -> Section:
         "size_bytes": int(sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
                               for v in m.weights)),
         "n_layers": len(layers),
-        "input_shape": [None, *ctx.forward.input_shape],
+        "input_shape": ([None, *ctx.forward.input_shape] if not ctx.multi_input
+                        else {s.name: [None, *s.shape] for s in ctx.input_specs}),
         "input_dtype": str(ctx.x.dtype),
+        "inputs": [{"name": s.name, "shape": [None, *s.shape], "dtype": s.dtype}
+                   for s in ctx.input_specs],
+        "outputs": [h.name for h in ctx.heads],
+        "explained_output": ctx.output_name,
         "output_shape": [None, *np.asarray(ctx.outputs.raw).shape[1:]],
         "output_activation": last_activation(m),
         "output_format": fmt,

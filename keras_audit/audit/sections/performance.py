@@ -28,7 +28,7 @@ def build(ctx: AuditContext, options: dict) -> Section:
 
     opts = options["performance"]
     with sec.step("performance", content):
-        res = performance(ctx.model, ctx.x, ctx.y, class_names=ctx.names,
+        res = performance(ctx.model, ctx.model_x, ctx.y, class_names=ctx.names,
                           n_bootstrap=int(opts["n_bootstrap"]), seed=ctx.seed,
                           latency_repeats=int(opts["latency_repeats"]), forward=ctx.forward)
         metrics = dict(res.metrics)
@@ -46,7 +46,39 @@ def build(ctx: AuditContext, options: dict) -> Section:
             sec.add_figure(name, fig, _TITLES.get(name))
         content["figures"] = list(res.figures)
         _findings(sec, res)
+    if len(ctx.heads) > 1:
+        content["output"] = ctx.output_name
+        content["outputs"] = {}
+        for head in ctx.heads:
+            part: dict = {}
+            content["outputs"][head.name] = part
+            with sec.step(f"performance of output {head.name}", part):
+                _head(ctx, opts, head, part)
     return sec
+
+
+def _head(ctx: AuditContext, opts: dict, head, part: dict) -> None:
+    """The task's metrics of one output of a multi-output model (no figures, no latency)."""
+    from keras_audit.audit.performance_analysis import performance
+    from keras_audit.explain.forward import CompiledForward
+
+    if head.y is None:
+        part.update({"status": "skipped", "reason": f"y has no labels for output "
+                     f"{head.name!r}"})
+        return
+    forward = (ctx.forward if head.index == ctx.output else
+               CompiledForward(ctx.model, output=head.index,
+                               batch_size=int(opts["batch_size"])))
+    res = performance(ctx.model, ctx.model_x, head.y,
+                      class_names=ctx.names if head.index == ctx.output else None,
+                      n_bootstrap=int(opts["n_bootstrap"]), seed=ctx.seed,
+                      latency_repeats=1, forward=forward)
+    metrics = {k: v for k, v in res.metrics.items()
+               if not k.startswith("latency_") and k not in ("parameters",
+                                                           "trainable_parameters",
+                                                           "model_bytes")}
+    part.update({"status": "ok", "task": res.task, "explained": head.index == ctx.output,
+                 **metrics})
 
 
 def _findings(sec: Section, res) -> None:

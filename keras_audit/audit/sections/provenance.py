@@ -24,7 +24,8 @@ def build(ctx: AuditContext, options: dict) -> Section:
     import keras_audit
 
     sec = new_section(KEY, ctx)
-    x_hash, y_hash = array_hash(ctx.x), array_hash(ctx.y)
+    x_hash, y_hash = _hash_all(ctx.inputs or (ctx.x,)), _hash_all(
+        [h.y for h in ctx.heads if h.y is not None] or [ctx.y])
     data_hash = hashlib.sha256(f"{x_hash}|{y_hash}".encode()).hexdigest()
     settings = {"checks": list(ctx.checks), "samples": ctx.samples_requested,
                 "options": jsonable(ctx.options)}
@@ -49,3 +50,11 @@ def build(ctx: AuditContext, options: dict) -> Section:
         "settings": settings["options"],
     }
     return sec
+
+
+def _hash_all(arrays) -> str:
+    """One array's hash as ``array_hash`` gives it; several arrays' hashes hashed together."""
+    hashes = [array_hash(a) for a in arrays]
+    if len(hashes) == 1:
+        return hashes[0]
+    return hashlib.sha256("|".join(hashes).encode()).hexdigest()

@@ -47,10 +47,21 @@ def _pruning(ctx: AuditContext, opts: dict, layers: list[str], sec: Section, bar
 
     summary = pruning_summary(ctx.model)
     sec.tables["pruning_summary"] = summary
-    drift = bool(opts["drift"]) and ctx.kind == "image" and has_cam_layer(ctx.model)
+    # drift runs Grad-CAM on the model itself: one input and one output only
+    single = not ctx.multi_input and len(ctx.heads) <= 1
+    drift = bool(opts["drift"]) and ctx.kind == "image" and single and has_cam_layer(ctx.model)
+    if bool(opts["drift"]) and ctx.kind == "image" and not drift:
+        sec.content["drift_reason"] = (
+            "explanation drift (Grad-CAM, pruned vs dense) is measured on single-input, "
+            "single-output models only" if not single else
+            "explanation drift needs Grad-CAM, which cannot read this model's inner layers "
+            f"(a {type(ctx.model).__name__} model"
+            + (", subclassed: its call() has no functional graph)" if _subclassed(ctx.model)
+               else " without a layer with spatial axes)"))
     drift_samples = min(int(opts["drift_samples"]), len(ctx.x))
-    common = {"method": opts["method"], "seed": ctx.seed, "forward": ctx.forward}
-    glob = pruning_impact(ctx.model, ctx.x, ctx.y, sparsities=opts["sparsities"],
+    common = {"method": opts["method"], "seed": ctx.seed, "forward": ctx.forward,
+              "output": ctx.output if len(ctx.heads) > 1 else None}
+    glob = pruning_impact(ctx.model, ctx.model_x, ctx.y, sparsities=opts["sparsities"],
                           scope="global", drift=drift, drift_samples=drift_samples, **common)
     bar.update(1)
     sec.tables["pruning_global"] = glob
@@ -59,7 +70,7 @@ def _pruning(ctx: AuditContext, opts: dict, layers: list[str], sec: Section, bar
     if opts["per_layer"]:
         rows = []
         for path in layers:
-            rows.append(pruning_impact(ctx.model, ctx.x, ctx.y,
+            rows.append(pruning_impact(ctx.model, ctx.model_x, ctx.y,
                                        sparsities=opts["per_layer_sparsities"],
                                        scope="per_layer", layers=[path], **common))
             bar.update(1)
@@ -92,6 +103,12 @@ def _pruning(ctx: AuditContext, opts: dict, layers: list[str], sec: Section, bar
         "per_layer": records(per_layer) if per_layer is not None else None,
     })
     _findings(sec, glob, per_layer)
+
+
+def _subclassed(model) -> bool:
+    import keras
+
+    return not isinstance(model, keras.Sequential) and not hasattr(model, "_nodes_by_depth")
 
 
 def _findings(sec: Section, glob: pd.DataFrame, per_layer: pd.DataFrame | None) -> None:

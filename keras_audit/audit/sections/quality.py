@@ -28,6 +28,8 @@ def build(ctx: AuditContext, options: dict) -> Section:
     opts = options["sanity"]
     methods = list(opts["methods"] or default_methods(ctx))
     c.update({"status": "ok", "methods": methods, "samples": int(len(ctx.explain_idx))})
+    if opts["methods"] is None and ctx.kind == "image" and "gradcam" not in methods:
+        c["gradcam"] = {"status": "skipped", "reason": _cam_reason(ctx)}
     c["sanity"] = {}
     with sec.step("sanity", c["sanity"], total=len(methods)) as bar:
         _sanity(ctx, opts, methods, sec, c["sanity"], bar)
@@ -42,10 +44,20 @@ def default_methods(ctx: AuditContext) -> list[str]:
     from keras_audit.audit.sections.explanation_methods import has_cam_layer
 
     if ctx.kind == "image":
-        if has_cam_layer(ctx.model):
+        if has_cam_layer(ctx.view):
             return ["gradcam", "saliency", "smoothgrad"]
         return ["saliency", "smoothgrad", "integrated_gradients"]
     return ["saliency", "gradient_input", "integrated_gradients"]
+
+
+def _cam_reason(ctx: AuditContext) -> str:
+    from keras_audit.audit.sections.explanation_methods import build_explainer
+
+    try:
+        build_explainer("gradcam", ctx.view)
+    except ValueError as exc:
+        return str(exc)
+    return "not chosen"
 
 
 def _sanity(ctx: AuditContext, opts: dict, methods: list[str], sec: Section, part: dict,
@@ -55,7 +67,7 @@ def _sanity(ctx: AuditContext, opts: dict, methods: list[str], sec: Section, par
 
     parts = []
     for m in methods:
-        parts.append(sanity(ctx.model, ctx.x_explain, targets=ctx.targets_explain,
+        parts.append(sanity(ctx.view, ctx.x_explain, targets=ctx.targets_explain,
                             methods=(m,), seed=ctx.seed, max_layers=opts["max_layers"]))
         bar.update(1)
     table = pd.concat(parts, ignore_index=True)
@@ -88,7 +100,7 @@ def _faithfulness(ctx: AuditContext, steps: int, methods: list[str], sec: Sectio
 
     parts = []
     for m in methods:
-        parts.append(faithfulness(ctx.model, ctx.x_explain, targets=ctx.targets_explain,
+        parts.append(faithfulness(ctx.view, ctx.x_explain, targets=ctx.targets_explain,
                                   methods=(m,), steps=steps, seed=ctx.seed))
         bar.update(1)
     table = pd.concat(parts, ignore_index=True)
