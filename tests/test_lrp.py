@@ -81,7 +81,7 @@ def test_lrp_zero_equals_gradient_times_input(build):
 def test_relevance_is_conserved_layer_by_layer():
     model = _branchy_net()
     x = np.random.default_rng(0).normal(size=(5, 10, 10, 2)).astype("float32")
-    lrp = LRP(model, rule="epsilon", epsilon=1e-9, normalize=False)
+    lrp = LRP(model, rule="epsilon", epsilon=1e-9, normalize=False, record_layers=True)
     maps = lrp(x)
     score = model.predict(x, verbose=0)[np.arange(5), lrp.last_targets]
     # the folded convolution is explained under the normalisation's path, c1 is not separate
@@ -182,3 +182,57 @@ def test_lrp_is_in_the_registry_and_the_sanity_check(shapes_data):
     # maps follow the live weights: randomising the head changes them
     assert table.spearman.iloc[0] == 1.0 and table.spearman.iloc[-1] < 0.99
     assert np.isfinite(table.spearman).all()
+
+
+def _biased_net(bn_after_relu=False):
+    keras.utils.set_random_seed(5)
+    init = keras.initializers.RandomNormal(stddev=0.3)
+    layers = [keras.Input((10, 10, 3)),
+              keras.layers.Conv2D(6, 3, activation="relu", bias_initializer=init)]
+    if bn_after_relu:
+        layers.append(keras.layers.BatchNormalization())
+    layers += [keras.layers.Conv2D(6, 3, activation="relu", bias_initializer=init),
+               keras.layers.GlobalMaxPooling2D(),
+               keras.layers.Dense(3, bias_initializer=init)]
+    return keras.Sequential(layers)
+
+
+@pytest.mark.parametrize("kw", [{"rule": "epsilon"}, {"rule": "gamma"},
+                                {"composite": "epsilon_gamma_box"}], ids=str)
+def test_reading_the_relu_output_changes_nothing(kw):
+    model = _biased_net()
+    x = np.random.default_rng(5).random((4, 10, 10, 3)).astype("float32")
+    fast = LRP(model, normalize=False, **kw)
+    exact = LRP(model, normalize=False, **kw)
+    assert fast._relu_shortcut
+    exact._relu_shortcut = False  # the rules on the pre-activations, as defined
+    ref = exact(x)
+    np.testing.assert_allclose(fast(x), ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+    # a normalisation after the ReLU maps 0 elsewhere: the shortcut is off there
+    assert not LRP(_biased_net(bn_after_relu=True))._relu_shortcut
+
+
+def test_batch_normalization_is_folded_into_the_convolution():
+    keras.utils.set_random_seed(6)
+    rng = np.random.default_rng(6)
+    conv = keras.layers.Conv2D(4, 3, name="conv")
+    bn = keras.layers.BatchNormalization(name="bn")
+    model = keras.Sequential([keras.Input((8, 8, 2)), conv, bn, keras.layers.ReLU(),
+                              keras.layers.Flatten(), keras.layers.Dense(2, name="out")])
+    bn.set_weights([rng.uniform(0.5, 2, 4), rng.normal(size=4), rng.normal(size=4) * 0.1,
+                    rng.uniform(0.5, 2, 4)])
+    gamma, beta, mean, var = bn.get_weights()
+    scale = gamma / np.sqrt(var + bn.epsilon)
+    kernel, bias = conv.get_weights()
+    folded = keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Conv2D(4, 3),
+                               keras.layers.ReLU(), keras.layers.Flatten(),
+                               keras.layers.Dense(2)])
+    folded.set_weights([kernel * scale, (bias - mean) * scale + beta,
+                        *model.layers[-1].get_weights()])
+    x = rng.random((3, 8, 8, 2)).astype("float32")
+    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-5)
+    ours = LRP(model, normalize=False)
+    assert set(ours.layer_rules) == {"bn", "out"}
+    np.testing.assert_allclose(ours(x, 1), LRP(folded, normalize=False)(x, 1), rtol=1e-4,
+                               atol=1e-6)

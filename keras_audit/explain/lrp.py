@@ -44,6 +44,7 @@ from keras_audit.explain._graph import (
     _call_layer,
     _kind,
     _ordered_layers,
+    input_consumers,
 )
 from keras_audit.explain.base import Explainer, _probe_batch
 from keras_audit.explain.forward import select_output
@@ -102,7 +103,7 @@ def _divide(r, z, eps: float):
     gives exact division with 0 where ``z`` is 0 (the zero rule)."""
     if eps == 0:
         return tf.math.divide_no_nan(r, z)
-    return r / (z + eps * tf.where(z >= 0, 1.0, -1.0))
+    return r / (z + tf.where(z >= 0, eps, -eps))
 
 
 def _vjp(lin0: Callable, x, w, s):
@@ -134,12 +135,21 @@ class _Rules:
     alpha: float
     beta: float
 
-    def linear(self, rule: str, x, z, r, w, b, lin0, bounds=None):
+    def linear(self, rule: str, x, z, r, w, b, lin0, bounds=None, nonneg: bool = False):
         """The relevance at a linear layer's input, for relevance ``r`` at its pre-activation
-        output ``z = lin0(x, w) + b`` (``b`` may be ``None``)."""
+        output ``z = lin0(x, w) + b`` (``b`` may be ``None``).
+
+        ``nonneg``: ``z`` is the layer's ReLU output instead, and ``r`` is 0 wherever it is 0
+        (see ``LRP._relu_shortcut``): the rules then agree with the pre-activation ones and
+        need fewer operations (the forward pass keeps its fused convolution+bias+ReLU).
+        """
         bias = (lambda f: 0.0) if b is None else (lambda f: f(b))
         if rule in ("zero", "epsilon"):
-            s = _divide(r, z, self.epsilon if rule == "epsilon" else 0.0)
+            eps = self.epsilon if rule == "epsilon" else 0.0
+            if nonneg:
+                s = tf.math.divide_no_nan(r, z) if eps == 0 else r / (z + eps)
+            else:
+                s = _divide(r, z, eps)
             return x * _vjp(lin0, x, w, s)
         xp, xn, wp, wn = _pos(x), _neg(x), _pos(w), _neg(w)
         if rule in ("alpha_beta", "z_plus"):
@@ -155,7 +165,10 @@ class _Rules:
             up, un = w + g * wp, w + g * wn  # positive / negative contributions enhanced
             bp = 0.0 if b is None else b + g * _pos(b)
             bn = 0.0 if b is None else b + g * _neg(b)
-            sp = tf.where(z > 0, _divide(r, lin0(xp, up) + lin0(xn, un) + bp, STABILIZER), 0.0)
+            sp = _divide(r, lin0(xp, up) + lin0(xn, un) + bp, STABILIZER)
+            if nonneg:  # no negative outputs: the negative part carries no relevance
+                return xp * _vjp(lin0, x, up, sp) + xn * _vjp(lin0, x, un, sp)
+            sp = tf.where(z > 0, sp, 0.0)
             sn = tf.where(z < 0, _divide(r, lin0(xp, un) + lin0(xn, up) + bn, STABILIZER), 0.0)
             return (xp * (_vjp(lin0, x, up, sp) + _vjp(lin0, x, un, sn))
                     + xn * (_vjp(lin0, x, un, sp) + _vjp(lin0, x, up, sn)))
@@ -313,12 +326,30 @@ def _fold_pairs(model) -> dict[int, keras.layers.Layer]:
     return pairs
 
 
+def _relu_shortcut(model, folds: dict) -> bool:
+    """Whether the rules may read a fused ReLU's output instead of its pre-activation.
+
+    They may when relevance is 0 wherever that output is 0: every rule but flat and box (which
+    see only the raw input) hands a layer relevance in proportion to its input values, and so
+    do pooling, Add and the ReLU family. Only a layer that passes relevance unchanged while
+    mapping 0 elsewhere breaks this: a BatchNormalization not folded, or a Rescaling or
+    Normalization past the inputs.
+    """
+    at_input = {id(op) for k in range(len(model.inputs)) for _, op in input_consumers(model, k)}
+    for _, layer, _ in _leaves(model):
+        if isinstance(layer, keras.layers.BatchNormalization) and id(layer) not in folds:
+            return False
+        if isinstance(layer, _AFFINE) and id(layer) not in at_input:
+            return False
+    return True
+
+
 class _RelevanceTap(GraphTap):
     """``GraphTap`` whose leaf layers run as relevance operations (see the module doc).
 
-    Built per trace by ``LRP``: ``run`` returns the logits; ``probes`` then holds, per layer,
-    a zero tensor of shape ``(N, 1, ...)`` added to the layer's output, whose gradient is the
-    layer's total relevance per sample.
+    Built per trace by ``LRP``: ``run`` returns the logits. With ``record_layers``, ``probes``
+    then holds, per layer, a zero tensor of shape ``(N, 1, ...)`` added to the layer's output,
+    whose gradient is the layer's total relevance per sample.
     """
 
     def __init__(self, model, lrp: LRP, tape, raw: dict) -> None:
@@ -338,7 +369,8 @@ class _RelevanceTap(GraphTap):
             heads.append(_activation_name(layer))
         path = prefix + layer.name
         out = self._relevance(layer, path, args, kwargs, head)
-        if isinstance(out, tf.Tensor) and id(out) not in self.pending and out.dtype.is_floating:
+        if (self.lrp.record_layers and isinstance(out, tf.Tensor) and id(out) not in self.pending
+                and out.dtype.is_floating):
             probe = tf.zeros(tf.concat([tf.shape(out)[:1], tf.ones([len(out.shape) - 1],
                                                                    tf.int32)], 0), out.dtype)
             self.tape.watch(probe)
@@ -410,13 +442,18 @@ class _RelevanceTap(GraphTap):
         bias = None if b is None else tf.reshape(b, _bias_shape(layer, rank))
         rules = lrp._rules
 
+        shortcut = getattr(act, "__name__", "") == "relu" and lrp._relu_shortcut
+
         @tf.custom_gradient
         def op(t):
             z = lin0(t, w) if bias is None else lin0(t, w) + bias
+            a = tf.cast(act(z), tf.float32)
 
             def grad(r):
+                if shortcut:
+                    return rules.linear(rule, t, a, r, w, bias, lin0, bounds, nonneg=True)
                 return rules.linear(rule, t, z, r, w, bias, lin0, bounds)
-            return tf.cast(act(z), tf.float32), grad
+            return a, grad
 
         return op(tf.cast(x, tf.float32))
 
@@ -456,7 +493,9 @@ def _pass(fn, x):
     """``fn(x)`` whose backward passes relevance unchanged (zennit's ``Pass``)."""
     @tf.custom_gradient
     def op(t):
-        return fn(t), lambda r: r
+        def grad(r, variables=None):  # a layer with weights (BatchNormalization, PReLU)
+            return (r, [None] * len(variables)) if variables else r
+        return fn(t), grad
     return op(x)
 
 
@@ -484,6 +523,8 @@ class LRP(Explainer):
             dense layers). ``rule`` is then not used.
         low, high: the range of the input values (a number or an array that broadcasts to one
             sample), for the box rule; e.g. 0 and 1 for pixels scaled to [0, 1].
+        record_layers: also record each layer's total relevance (``last_layer_relevance``);
+            off by default, as it costs an addition and a sum per layer.
         output, normalize, batch_size: as ``Explainer``.
 
     Attributes:
@@ -492,8 +533,9 @@ class LRP(Explainer):
         last_conservation: per sample of the latest call, the input relevance's sum divided
             by the explained score (1.0 when relevance is conserved; biases and the
             stabilisers absorb some, and NaN for a zero score).
-        last_layer_relevance: per sample of the latest call, the total relevance at each
-            layer's output, ``{layer path: (N,)}`` in call order.
+        last_layer_relevance: with ``record_layers``, per sample of the latest call, the total
+            relevance at each layer's output, ``{layer path: (N,)}`` in call order (else
+            ``None``).
 
     Raises:
         ValueError: an unknown rule or composite, a negative or non-finite ``epsilon`` or
@@ -506,8 +548,9 @@ class LRP(Explainer):
     def __init__(self, model: keras.Model, rule: str = "epsilon", epsilon: float = 1e-6,
                  gamma: float = 0.25, alpha: float = 2.0, beta: float = 1.0,
                  composite: str | None = None, low: float | ArrayLike = 0.0,
-                 high: float | ArrayLike = 1.0, output: int | str | None = None,
-                 normalize: bool = True, batch_size: int = 256) -> None:
+                 high: float | ArrayLike = 1.0, record_layers: bool = False,
+                 output: int | str | None = None, normalize: bool = True,
+                 batch_size: int = 256) -> None:
         if rule not in RULES:
             raise ValueError(f"unknown LRP rule {rule!r}; choices: {list(RULES)}")
         if composite is not None and composite not in COMPOSITES:
@@ -528,6 +571,7 @@ class LRP(Explainer):
         GraphTap(model)  # the built check, before walking the layers
         _check_layers(model)
         self.rule, self.composite = rule, composite
+        self.record_layers = bool(record_layers)
         self._rules = _Rules(0.0 if rule == "zero" and composite is None else float(epsilon),
                              float(gamma), float(alpha), float(beta))
         super().__init__(model, output=output, normalize=normalize, batch_size=batch_size)
@@ -541,6 +585,7 @@ class LRP(Explainer):
                                  f"of input {spec.name!r} {spec.shape}") from None
         self._folds = _fold_pairs(model)
         self._folded_linears = {id(v) for v in self._folds.values()}
+        self._relu_shortcut = _relu_shortcut(model, self._folds)
         self.layer_rules: dict[str, str] = {}
         self.last_conservation: np.ndarray | None = None
         self.last_layer_relevance: dict[str, np.ndarray] | None = None
@@ -598,4 +643,6 @@ class LRP(Explainer):
         with np.errstate(divide="ignore", invalid="ignore"):
             self.last_conservation = np.where(score != 0, total / score, np.nan).astype(
                 np.float32)
-        self.last_layer_relevance = {p: layers[:, k] for k, p in enumerate(self._probe_paths)}
+        if self.record_layers:
+            self.last_layer_relevance = {p: layers[:, k]
+                                         for k, p in enumerate(self._probe_paths)}
