@@ -197,15 +197,15 @@ def _biased_net(bn_after_relu=False):
     return keras.Sequential(layers)
 
 
-@pytest.mark.parametrize("kw", [{"rule": "epsilon"}, {"rule": "gamma"},
-                                {"composite": "epsilon_gamma_box"}], ids=str)
+@pytest.mark.parametrize("kw", [{"rule": r} for r in RULES[1:]]
+                         + [{"composite": c} for c in COMPOSITES], ids=str)
 def test_reading_the_relu_output_changes_nothing(kw):
     model = _biased_net()
     x = np.random.default_rng(5).random((4, 10, 10, 3)).astype("float32")
     fast = LRP(model, normalize=False, **kw)
     exact = LRP(model, normalize=False, **kw)
     assert fast._relu_shortcut
-    exact._relu_shortcut = False  # the rules on the pre-activations, as defined
+    exact._exact = True  # the rules on pre-activations and signed inputs, as defined
     ref = exact(x)
     np.testing.assert_allclose(fast(x), ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
     # a normalisation after the ReLU maps 0 elsewhere: the shortcut is off there

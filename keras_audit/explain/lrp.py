@@ -135,13 +135,15 @@ class _Rules:
     alpha: float
     beta: float
 
-    def linear(self, rule: str, x, z, r, w, b, lin0, bounds=None, nonneg: bool = False):
+    def linear(self, rule: str, x, z, r, w, b, lin0, bounds=None, nonneg: bool = False,
+               pos_in: bool = False):
         """The relevance at a linear layer's input, for relevance ``r`` at its pre-activation
         output ``z = lin0(x, w) + b`` (``b`` may be ``None``).
 
         ``nonneg``: ``z`` is the layer's ReLU output instead, and ``r`` is 0 wherever it is 0
         (see ``LRP._relu_shortcut``): the rules then agree with the pre-activation ones and
         need fewer operations (the forward pass keeps its fused convolution+bias+ReLU).
+        ``pos_in``: ``x`` is known to be non-negative, so its negative part is skipped.
         """
         bias = (lambda f: 0.0) if b is None else (lambda f: f(b))
         if rule in ("zero", "epsilon"):
@@ -151,27 +153,32 @@ class _Rules:
             else:
                 s = _divide(r, z, eps)
             return x * _vjp(lin0, x, w, s)
-        xp, xn, wp, wn = _pos(x), _neg(x), _pos(w), _neg(w)
+        wp, wn = _pos(w), _neg(w)
+        # inputs split by sign (zennit's form); a non-negative input (a ReLU's) is one part
+        parts = [(x, False)] if pos_in else [(_pos(x), False), (_neg(x), True)]
+
+        def z_of(wa, wb):  # wa on the positive inputs, wb on the negative ones
+            return tf.add_n([lin0(xi, wb if neg else wa) for xi, neg in parts])
+
+        def r_of(wa, wb, s):
+            return tf.add_n([xi * _vjp(lin0, x, wb if neg else wa, s) for xi, neg in parts])
+
         if rule in ("alpha_beta", "z_plus"):
             alpha, beta = (1.0, 0.0) if rule == "z_plus" else (self.alpha, self.beta)
-            sp = _divide(r, lin0(xp, wp) + lin0(xn, wn) + bias(_pos), STABILIZER)
-            out = alpha * (xp * _vjp(lin0, x, wp, sp) + xn * _vjp(lin0, x, wn, sp))
+            out = alpha * r_of(wp, wn, _divide(r, z_of(wp, wn) + bias(_pos), STABILIZER))
             if beta:
-                sn = _divide(r, lin0(xp, wn) + lin0(xn, wp) + bias(_neg), STABILIZER)
-                out -= beta * (xp * _vjp(lin0, x, wn, sn) + xn * _vjp(lin0, x, wp, sn))
+                out -= beta * r_of(wn, wp, _divide(r, z_of(wn, wp) + bias(_neg), STABILIZER))
             return out
         if rule == "gamma":
             g = self.gamma
             up, un = w + g * wp, w + g * wn  # positive / negative contributions enhanced
             bp = 0.0 if b is None else b + g * _pos(b)
             bn = 0.0 if b is None else b + g * _neg(b)
-            sp = _divide(r, lin0(xp, up) + lin0(xn, un) + bp, STABILIZER)
+            sp = _divide(r, z_of(up, un) + bp, STABILIZER)
             if nonneg:  # no negative outputs: the negative part carries no relevance
-                return xp * _vjp(lin0, x, up, sp) + xn * _vjp(lin0, x, un, sp)
-            sp = tf.where(z > 0, sp, 0.0)
-            sn = tf.where(z < 0, _divide(r, lin0(xp, un) + lin0(xn, up) + bn, STABILIZER), 0.0)
-            return (xp * (_vjp(lin0, x, up, sp) + _vjp(lin0, x, un, sn))
-                    + xn * (_vjp(lin0, x, un, sp) + _vjp(lin0, x, up, sn)))
+                return r_of(up, un, sp)
+            sn = tf.where(z < 0, _divide(r, z_of(un, up) + bn, STABILIZER), 0.0)
+            return r_of(up, un, tf.where(z > 0, sp, 0.0)) + r_of(un, up, sn)
         if rule == "flat":
             ones = tf.ones_like(w)
             return _vjp(lin0, x, ones, _divide(r, lin0(tf.ones_like(x), ones), STABILIZER))
@@ -358,6 +365,7 @@ class _RelevanceTap(GraphTap):
         self.tape = tape
         self.raw = raw  # id(tensor) -> (tensor, low, high): tensors that are the raw input
         self.pending: dict[int, tuple] = {}  # id(linear output) -> (layer, its input)
+        self.nonneg: dict[int, tf.Tensor] = {}  # tensors known to be >= 0 (ReLU outputs)
         self.probes: list[tuple[str, tf.Tensor]] = []
         self.layer_rules: dict[str, str] = {}
 
@@ -369,17 +377,19 @@ class _RelevanceTap(GraphTap):
             heads.append(_activation_name(layer))
         path = prefix + layer.name
         out = self._relevance(layer, path, args, kwargs, head)
+        self._mark_nonneg(layer, args[0], out)
         if (self.lrp.record_layers and isinstance(out, tf.Tensor) and id(out) not in self.pending
                 and out.dtype.is_floating):
             probe = tf.zeros(tf.concat([tf.shape(out)[:1], tf.ones([len(out.shape) - 1],
                                                                    tf.int32)], 0), out.dtype)
             self.tape.watch(probe)
             self.probes.append((path, probe))
-            if id(out) in self.raw:  # keep the raw-input mark on the probed tensor
-                new = out + probe
+            new = out + probe
+            if id(out) in self.raw:  # keep the marks on the probed tensor
                 self.raw[id(new)] = (new, *self.raw[id(out)][1:])
-                return new
-            out = out + probe
+            if id(out) in self.nonneg:
+                self.nonneg[id(new)] = new
+            out = new
         return out
 
     def _relevance(self, layer, path, args, kwargs, head):
@@ -420,6 +430,20 @@ class _RelevanceTap(GraphTap):
             self._carry_range(layer, x, out)
         return out
 
+    def _mark_nonneg(self, layer, x, out) -> None:
+        """Remember ``out`` as non-negative when the layer makes it so (a ReLU) or keeps it
+        so (pooling, shape layers, Add and Concatenate of non-negative tensors)."""
+        if not isinstance(out, tf.Tensor):
+            return
+        ins = x if isinstance(x, list | tuple) else [x]
+        relu = _act_name(layer) in ("relu", "relu6") or (
+            isinstance(layer, keras.layers.ReLU) and not layer.negative_slope
+            and layer.threshold >= 0)
+        keeps = isinstance(layer, _MOVE + _AVERAGE + _ADD) and all(
+            isinstance(t, tf.Tensor) and id(t) in self.nonneg for t in ins)
+        if relu or keeps:
+            self.nonneg[id(out)] = out
+
     def _carry_range(self, layer, x, out, monotone: bool = False) -> None:
         """Mark ``out`` as raw input when ``x`` is, pushing the value range through ``layer``."""
         if not isinstance(x, tf.Tensor) or id(x) not in self.raw:
@@ -442,7 +466,9 @@ class _RelevanceTap(GraphTap):
         bias = None if b is None else tf.reshape(b, _bias_shape(layer, rank))
         rules = lrp._rules
 
-        shortcut = getattr(act, "__name__", "") == "relu" and lrp._relu_shortcut
+        shortcut = (getattr(act, "__name__", "") == "relu" and lrp._relu_shortcut
+                    and not lrp._exact)
+        pos_in = isinstance(x, tf.Tensor) and id(x) in self.nonneg and not lrp._exact
 
         @tf.custom_gradient
         def op(t):
@@ -451,8 +477,9 @@ class _RelevanceTap(GraphTap):
 
             def grad(r):
                 if shortcut:
-                    return rules.linear(rule, t, a, r, w, bias, lin0, bounds, nonneg=True)
-                return rules.linear(rule, t, z, r, w, bias, lin0, bounds)
+                    return rules.linear(rule, t, a, r, w, bias, lin0, bounds, nonneg=True,
+                                        pos_in=pos_in)
+                return rules.linear(rule, t, z, r, w, bias, lin0, bounds, pos_in=pos_in)
             return a, grad
 
         return op(tf.cast(x, tf.float32))
@@ -586,6 +613,7 @@ class LRP(Explainer):
         self._folds = _fold_pairs(model)
         self._folded_linears = {id(v) for v in self._folds.values()}
         self._relu_shortcut = _relu_shortcut(model, self._folds)
+        self._exact = False  # True: never use the ReLU shortcuts (the tests compare both)
         self.layer_rules: dict[str, str] = {}
         self.last_conservation: np.ndarray | None = None
         self.last_layer_relevance: dict[str, np.ndarray] | None = None
