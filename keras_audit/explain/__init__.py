@@ -39,6 +39,7 @@ from keras_audit.explain.gradients import (
     Saliency,
     SmoothGrad,
 )
+from keras_audit.explain.lrp import LRP
 from keras_audit.explain.maximize import ActivationMaximizer
 from keras_audit.explain.metrics import (
     DeletionInsertion,
@@ -61,3 +62,4 @@ __all__ = [
     "rollout_maps", "select_output", "spearman_per_sample",
 ]
 __all__ += ["ActivationMaximizer"]  # the activation-maximisation engine
+__all__ += ["LRP"]  # layer-wise relevance propagation

@@ -8,8 +8,10 @@ Keras keeps one ``get()`` per family of objects::
     registry.title("gradient_input")   # -> "Gradient×Input"
     registry.names("cam")              # -> ["gradcam", "gradcam++", "scorecam"]
 
-Families: ``"cam"`` (class activation maps: read an inner layer with spatial axes) and
-``"gradient"`` (gradients with respect to the inputs, or an ``Embedding``'s output).
+Families: ``"cam"`` (class activation maps: read an inner layer with spatial axes),
+``"gradient"`` (gradients with respect to the inputs, or an ``Embedding``'s output) and
+``"relevance"`` (layer-wise relevance propagation: input-resolution maps like the gradient
+methods, computed by a rule per layer, so only for models of the layers LRP has rules for).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from keras_audit.explain.base import Explainer
 from keras_audit.explain.cam import GradCAM, GradCAMPlusPlus, ScoreCAM
 from keras_audit.explain.gradients import GradientInput, IntegratedGradients, Saliency, SmoothGrad
+from keras_audit.explain.lrp import LRP
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class Method:
         name: the name callers use (``"gradcam"``).
         explainer: the explainer class.
         title: the name people read (``"Grad-CAM"``).
-        family: ``"cam"`` or ``"gradient"``.
+        family: one of ``FAMILIES``.
     """
 
     name: str
@@ -48,9 +51,10 @@ TABLE: tuple[Method, ...] = (
     Method("smoothgrad", SmoothGrad, "SmoothGrad", "gradient"),
     Method("integrated_gradients", IntegratedGradients, "Integrated Gradients", "gradient"),
     Method("gradient_input", GradientInput, "Gradient×Input", "gradient"),
+    Method("lrp", LRP, "LRP", "relevance"),
 )
 
-FAMILIES = ("cam", "gradient")
+FAMILIES = ("cam", "gradient", "relevance")
 _BY_NAME = {m.name: m for m in TABLE}
 
 
@@ -84,7 +88,7 @@ def title(name: str) -> str:
 
 
 def family(name: str) -> str:
-    """The family of a method: ``"cam"`` or ``"gradient"``.
+    """The family of a method: ``"cam"``, ``"gradient"`` or ``"relevance"``.
 
     Raises:
         ValueError: ``name`` is not a method; the message lists the choices.
