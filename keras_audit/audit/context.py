@@ -28,6 +28,7 @@ from keras_audit.audit._labels import (
 from keras_audit.audit._weights import weights_hash
 from keras_audit.audit.card import load_card
 from keras_audit.audit.catalog import DEFAULT_SAMPLES, AuditInputError, check_checks
+from keras_audit.audit.policy import load_policy
 from keras_audit.audit.progress import progress_factory
 from keras_audit.explain.forward import CompiledForward, check_batch
 
@@ -53,6 +54,7 @@ class AuditContext:
         checks, options, seed, card, samples_requested: the caller's settings, validated.
         weights_sha256: the weights' hash before any analysis ran.
         progress: the progress-bar factory.
+        policy: the caller's criteria (``policy.Criterion``), or None for the default policy.
     """
 
     model: keras.Model
@@ -73,6 +75,7 @@ class AuditContext:
     samples_requested: int | None
     weights_sha256: str
     progress: Callable[..., Any]
+    policy: tuple | None = None   # the caller's acceptance criteria (None: the default policy)
 
     # -- derived views -----------------------------------------------------------------------------
     @property
@@ -195,7 +198,7 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                   card: dict | str | os.PathLike | None = None, samples: int | None = None,
                   progress: bool | Callable[..., Any] | None = None,
                   feature_names: Sequence[str] | None = None,
-                  options: dict | None = None) -> AuditContext:
+                  options: dict | None = None, policy: Any = None) -> AuditContext:
     """Validate the inputs of ``run`` and build the context (one forward pass over ``x``).
 
     Raises:
@@ -206,6 +209,7 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
     if samples is not None:
         samples = _count(samples, "samples (a positive integer or None)", 1)
     merged = merge_options(defaults, options)
+    criteria = load_policy(policy)
     card_dict = load_card(card)
     bars = progress_factory(progress)
     if not isinstance(model, keras.Model):
@@ -239,7 +243,7 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                         feature_names=features, forward=forward, outputs=outputs,
                         explain_idx=explain_idx, background=bg, checks=checks, options=merged,
                         seed=seed, card=card_dict, samples_requested=samples,
-                        weights_sha256=weights_hash(model), progress=bars)
+                        weights_sha256=weights_hash(model), progress=bars, policy=criteria)
 
 
 def _feature_names(feature_names, kind: str, x: np.ndarray) -> list[str] | None:

@@ -48,6 +48,23 @@ class Report:
         """The automatic findings: dicts with ``severity``, ``section`` and ``text``."""
         return self.content.get("findings", [])
 
+    @property
+    def verdict(self) -> str | None:
+        """``"pass"``, ``"warn"`` or ``"fail"``: the policy's verdict on this report."""
+        return self.content.get("verdict")
+
+    @property
+    def criteria(self) -> pd.DataFrame:
+        """One row per acceptance criterion: criterion, metric, value, threshold, comparison,
+        severity, status (pass, warn, fail, missing), section (its evidence), note."""
+        from keras_audit.audit.policy import CRITERIA_COLUMNS
+
+        return pd.DataFrame(self.content.get("criteria") or [], columns=list(CRITERIA_COLUMNS))
+
+    def failing_criteria(self) -> list[dict]:
+        """The criteria that are not met (broken or missing), in the policy's order."""
+        return [c for c in self.content.get("criteria") or [] if c["status"] != "pass"]
+
     def to_dict(self) -> dict:
         """A deep copy of the JSON content."""
         return copy.deepcopy(self.content)

@@ -22,6 +22,8 @@ from keras_audit.audit.catalog import DEFAULT_CHECKS, SCHEMA_VERSION, TOP_LEVEL_
 from keras_audit.audit.context import AuditContext, build_context, out_dir_path
 from keras_audit.audit.document import Report
 from keras_audit.audit.environment import environment
+from keras_audit.audit.gate import verdict_of
+from keras_audit.audit.policy import CRITERIA_COLUMNS
 from keras_audit.audit.section import Section
 from keras_audit.audit.sections import DEFAULT_OPTIONS, TABLE
 from keras_audit.audit.serialize import jsonable
@@ -40,7 +42,7 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         seed: int = 0, card: dict | str | os.PathLike | None = None, samples: int | None = None,
         progress: bool | Callable[..., Any] | None = None, *,
         feature_names: Sequence[str] | None = None,
-        options: dict | None = None) -> Report:
+        options: dict | None = None, policy: Any = None) -> Report:
     """Audit ``model`` on ``(x, y)`` and write the compliance report into ``out_dir``.
 
     Args:
@@ -70,6 +72,11 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         feature_names: names of the columns of tabular ``x``.
         options: per-analysis settings overriding ``DEFAULT_OPTIONS`` group by group, e.g.
             ``{"pruning": {"sparsities": (0, 0.5, 0.9)}, "lime": {"num_samples": 300}}``.
+        policy: the acceptance criteria (see ``keras_audit.audit.policy``): a list of
+            criteria, a dict ``{"criteria": [...]}`` or a YAML file path; each bounds a
+            dotted path into report.json (``min``, ``max`` or ``equals``) with severity
+            ``fail`` or ``warn``. ``None`` applies the default policy (the report's fixed
+            thresholds, as warnings). The result is ``Report.verdict`` and ``Report.criteria``.
 
     Returns:
         The ``Report`` (``to_html``, ``to_json``, ``tables``, ``content``).
@@ -78,7 +85,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         AuditInputError (a ValueError), before any analysis runs: an unknown check (the message
             lists the valid ones), ``x`` the model cannot take, ``y`` that does not match ``x``
             or the model's output, wrong ``class_names``/``feature_names``, a bad ``card``,
-            ``seed``, ``samples`` or ``options``, or an ``out_dir`` that cannot be created.
+            ``seed``, ``samples``, ``options`` or ``policy``, or an ``out_dir`` that cannot
+            be created.
         RuntimeError: the weights changed during the audit (a bug; never expected).
 
     An analysis that fails while running is recorded in its section (``status: "failed"``
@@ -87,7 +95,7 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
     ctx = build_context(model, x, y, defaults=DEFAULT_OPTIONS, class_names=class_names,
                         background=background, checks=checks, seed=seed, card=card,
                         samples=samples, progress=progress, feature_names=feature_names,
-                        options=options)
+                        options=options, policy=policy)
     folder = out_dir_path(out_dir)
     with preserved_weights(model, verify=True):
         sections = [module.build(ctx, ctx.options) for module in TABLE]
@@ -135,4 +143,9 @@ def assemble(ctx: AuditContext, sections: Sequence[Section]) -> Report:
     ordered = {k: content.get(k) for k in TOP_LEVEL_KEYS if k != "schema_version"}
     ordered.update({k: v for k, v in content.items() if k not in ordered})
     final = {"schema_version": SCHEMA_VERSION, **jsonable(ordered)}
+    # the criteria read the finished JSON, so they bound exactly what report.json says
+    verdict, rows, source = verdict_of(ctx, final, tuple(sec.key for sec in sections))
+    final["verdict"], final["criteria"] = verdict, rows  # placeholders: keys keep their order
+    final["provenance"]["policy"] = source
+    tables["criteria"] = pd.DataFrame(rows, columns=list(CRITERIA_COLUMNS))
     return Report(final, tables, figures, titles, galleries)
