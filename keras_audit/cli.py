@@ -4,8 +4,11 @@
 
     keras-audit report MODEL.keras --data DATA.npz --out DIR [--x-key x] [--y-key y]
                 [--class-names a,b,c] [--checks performance,shap,lime,pruning,sanity]
-                [--samples N] [--seed S] [--card card.yaml] [--quiet] [--unsafe]
+                [--samples N] [--seed S] [--card card.yaml] [--policy policy.yaml]
+                [--quiet] [--unsafe]
     keras-audit --version
+
+Exit status: 0 when the verdict is pass or warn, 1 when it is fail, 2 on bad input.
 
 Every check that needs no TensorFlow (arguments, files, the arrays, the card) runs before
 TensorFlow is imported, so bad input is refused in well under a second. Bad input exits with
@@ -33,6 +36,27 @@ if TYPE_CHECKING:
 
 PROG = "keras-audit"
 
+#: exit statuses of ``keras-audit report``
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+_REPORT_EPILOG = f"""\
+exit status:
+  {EXIT_OK}  the report was written and the verdict is pass or warn
+  {EXIT_FAIL}  the report was written and the verdict is fail (a 'fail' criterion is broken
+     or its metric is missing)
+  {EXIT_USAGE}  bad input (arguments, files, arrays, card or policy); nothing is written
+
+examples:
+  # audit with the default policy (the report's fixed thresholds, as warnings)
+  {PROG} report model.keras --data test.npz --out audit_report --card card.yaml
+
+  # gate a release: exit 1 (fail) when accuracy is below 0.9, with policy.yaml holding
+  #   criteria:
+  #     - {{name: accuracy, metric: performance.accuracy, min: 0.9, severity: fail}}
+  {PROG} report model.keras --data test.npz --out audit_report --policy policy.yaml \\
+      || echo "blocked: the verdict is fail"
+"""
+
 
 class UsageError(Exception):
     """Bad input from the command line: reported as one line on stderr, exit status 2."""
@@ -54,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     rep = sub.add_parser("report", help="audit MODEL on DATA and write the report into --out",
                          description="Audit MODEL on the arrays in DATA and write report.html, "
-                         "report.json and one CSV per table into --out.")
+                         "report.json and one CSV per table into --out, with a verdict "
+                         "against the acceptance criteria (--policy).",
+                         epilog=_REPORT_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     rep.add_argument("model", metavar="MODEL", help="a saved Keras model (.keras)")
     rep.add_argument("--data", required=True, metavar="DATA.npz",
                      help="a NumPy .npz archive with the inputs and labels (loaded with "
@@ -74,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--card", default=None, metavar="card.yaml",
                      help="a YAML model card: owners, version, licence, citation, intended_use, "
                      "limitations, risks, ...")
+    rep.add_argument("--policy", default=None, metavar="policy.yaml",
+                     help="acceptance criteria (YAML): criteria: [{name, metric: a dotted "
+                     "path into report.json, min|max|equals, severity: fail|warn}]; default: "
+                     "the report's fixed thresholds, as warnings")
     rep.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     rep.add_argument("--unsafe", action="store_true",
                      help="load the model with Keras's safe mode off (allows Lambda layers: "
@@ -101,7 +132,7 @@ _non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command; returns the exit status (0 success, 2 bad input).
+    """Run the command; returns the exit status (0 pass or warn, 1 fail, 2 bad input).
 
     Args:
         argv: the arguments without the program name (default: ``sys.argv[1:]``).
@@ -110,12 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         return _report(args)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 # -- the report command ---------------------------------------------------------------------------
@@ -218,6 +249,17 @@ def load_card(path: Path) -> dict:
         raise UsageError(str(exc)) from None
 
 
+def load_policy(path: Path):
+    """Read and check a policy file with the library's reader; UsageError when it is bad."""
+    from keras_audit.audit.catalog import AuditInputError
+    from keras_audit.audit.policy import load_policy as read_policy
+
+    try:
+        return read_policy(path)
+    except AuditInputError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.split())
@@ -265,6 +307,7 @@ def _report(args) -> int:
                              "the model with model.save('name.keras')")
     data_path = _existing_file(args.data, "data")
     card = load_card(_existing_file(args.card, "card")) if args.card else None
+    policy = load_policy(_existing_file(args.policy, "policy")) if args.policy else None
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a folder")
@@ -280,7 +323,7 @@ def _report(args) -> int:
     try:
         with _native_stderr_to(native_log):
             return _audit(args, model_path, x, y, class_names, feature_names, card, checks,
-                          out_dir)
+                          out_dir, policy)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(native_log)
@@ -302,7 +345,7 @@ def _load_model(path: Path, unsafe: bool):
 
 
 def _audit(args, model_path: Path, x, y, class_names, feature_names, card, checks,
-           out_dir: Path) -> int:
+           out_dir: Path, policy=None) -> int:
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -321,7 +364,7 @@ def _audit(args, model_path: Path, x, y, class_names, feature_names, card, check
     try:
         report = run(model, x, y, class_names=class_names, checks=checks, out_dir=out_dir,
                      seed=args.seed, card=card, samples=args.samples, progress=progress,
-                     feature_names=feature_names)
+                     feature_names=feature_names, policy=policy)
     except AuditInputError as exc:
         raise UsageError(_first_line(exc)) from None
     html = out_dir / "report.html"
@@ -329,7 +372,7 @@ def _audit(args, model_path: Path, x, y, class_names, feature_names, card, check
         for line in report.summary_lines():
             print(line)
     print(f"report: {html}")
-    return 0
+    return EXIT_FAIL if report.verdict == "fail" else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -70,7 +70,8 @@ class Report:
         return copy.deepcopy(self.content)
 
     def summary_lines(self) -> list[str]:
-        """A few plain-text lines for a terminal: the headline metric and the warnings."""
+        """A few plain-text lines for a terminal: the headline metric, the warnings, and last
+        the verdict with the criteria not met."""
         lines = []
         perf = self.content.get("performance", {})
         if perf.get("status") == "ok" and perf.get("accuracy") is not None:
@@ -81,6 +82,11 @@ class Report:
         for f in self.findings:
             if f["severity"] in ("warning", "error"):
                 lines.append(f"{f['severity']}: {f['text']}")
+        if self.verdict is not None:
+            failing = [f"{c['criterion']} ({c['status']})" for c in self.failing_criteria()]
+            lines.append(f"verdict: {self.verdict}" + (f"; criteria not met: "
+                                                       f"{', '.join(failing)}" if failing
+                                                       else "; every criterion met"))
         return lines
 
     # -- writing ---------------------------------------------------------------------------------

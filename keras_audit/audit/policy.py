@@ -71,8 +71,8 @@ def load_policy(policy: Sequence | Mapping | str | os.PathLike | None
     """Read and check a policy; ``None`` stays ``None`` (the default policy applies).
 
     Args:
-        policy: a list of criterion dicts, a dict ``{"criteria": [...]}``, or the path of a
-            YAML file holding either.
+        policy: a list of criterion dicts (or ``Criterion``), a dict ``{"criteria": [...]}``,
+            or the path of a YAML file holding either.
 
     Returns:
         The criteria, in the policy's order, or ``None``.
@@ -117,6 +117,8 @@ def _read_yaml(path: Path) -> Any:
 
 def _criterion(item: object, i: int) -> Criterion:
     where = f"policy criterion {i + 1}"
+    if isinstance(item, Criterion):  # already checked (e.g. by the command)
+        item = item.to_dict()
     if not isinstance(item, Mapping):
         raise AuditInputError(f"{where} must be a mapping like {{name: accuracy, metric: "
                               f"performance.accuracy, min: 0.9, severity: fail}}; got {item!r}")
