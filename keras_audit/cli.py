@@ -5,7 +5,7 @@
     keras-audit report MODEL.keras --data DATA.npz --out DIR [--x-key x] [--y-key y]
                 [--class-names a,b,c] [--checks performance,shap,lime,pruning,sanity]
                 [--samples N] [--seed S] [--card card.yaml] [--policy policy.yaml]
-                [--quiet] [--unsafe]
+                [--groups-key g1,g2] [--quiet] [--unsafe]
     keras-audit --version
 
 Exit status: 0 when the verdict is pass or warn, 1 when it is fail, 2 on bad input.
@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="acceptance criteria (YAML): criteria: [{name, metric: a dotted "
                      "path into report.json, min|max|equals, severity: fail|warn}]; default: "
                      "the report's fixed thresholds, as warnings")
+    rep.add_argument("--groups-key", default=None, metavar="G1,G2",
+                     help="comma-separated names of arrays in DATA holding one group label per "
+                     "sample (e.g. site,sex): the per-group section (metrics with CIs per "
+                     "group and their spread)")
     rep.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     rep.add_argument("--unsafe", action="store_true",
                      help="load the model with Keras's safe mode off (allows Lambda layers: "
@@ -238,6 +242,37 @@ def load_arrays(path: Path, x_key: str, y_key: str
     return x, y, names.get("class_names"), names.get("feature_names")
 
 
+def load_groups(path: Path, keys: str, n: int) -> dict:
+    """The group arrays ``--groups-key`` names, read from the same archive (pickles refused).
+
+    Raises:
+        UsageError: an empty or missing key, an object array, or an array that is not one
+            label per sample.
+    """
+    import numpy as np
+
+    names = [k.strip() for k in keys.split(",") if k.strip()]
+    if not names:
+        raise UsageError(f"--groups-key names no array: {keys!r}")
+    out = {}
+    with np.load(path, allow_pickle=False) as archive:
+        for key in names:
+            if key not in archive.files:
+                raise UsageError(f"{path} has no array {key!r} (--groups-key); arrays in the "
+                                 f"archive: {sorted(archive.files)}")
+            try:
+                a = archive[key]
+            except ValueError:
+                raise UsageError(f"array {key!r} in {path} holds Python objects (a pickled/"
+                                 "object array); store group labels as numbers or fixed-width "
+                                 "strings") from None
+            if a.ndim != 1 or len(a) != n:
+                raise UsageError(f"group array {key!r} must have one label per sample, shape "
+                                 f"({n},); got {a.shape}")
+            out[key] = a
+    return out
+
+
 def load_card(path: Path) -> dict:
     """Read a YAML model card with the library's reader; UsageError when it cannot be used."""
     from keras_audit.audit.card import load_card as read_card
@@ -312,6 +347,7 @@ def _report(args) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a folder")
     x, y, archive_names, feature_names = load_arrays(data_path, args.x_key, args.y_key)
+    groups = load_groups(data_path, args.groups_key, len(x)) if args.groups_key else None
     class_names = archive_names
     if args.class_names is not None:
         class_names = [c.strip() for c in args.class_names.split(",")]
@@ -323,7 +359,7 @@ def _report(args) -> int:
     try:
         with _native_stderr_to(native_log):
             return _audit(args, model_path, x, y, class_names, feature_names, card, checks,
-                          out_dir, policy)
+                          out_dir, policy, groups)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(native_log)
@@ -345,7 +381,7 @@ def _load_model(path: Path, unsafe: bool):
 
 
 def _audit(args, model_path: Path, x, y, class_names, feature_names, card, checks,
-           out_dir: Path, policy=None) -> int:
+           out_dir: Path, policy=None, groups=None) -> int:
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -364,7 +400,7 @@ def _audit(args, model_path: Path, x, y, class_names, feature_names, card, check
     try:
         report = run(model, x, y, class_names=class_names, checks=checks, out_dir=out_dir,
                      seed=args.seed, card=card, samples=args.samples, progress=progress,
-                     feature_names=feature_names, policy=policy)
+                     feature_names=feature_names, policy=policy, groups=groups)
     except AuditInputError as exc:
         raise UsageError(_first_line(exc)) from None
     html = out_dir / "report.html"

@@ -23,7 +23,8 @@ def files(tmp_path_factory):
     model = blob_mlp()
     model.save(d / "model.keras")
     x, y = blobs(120, seed=4)
-    np.savez(d / "data.npz", x=x, y=y)
+    site = np.where(np.arange(len(x)) % 2 == 0, "north", "south")
+    np.savez(d / "data.npz", x=x, y=y, site=site, short=site[:5])
     acc = float(np.mean(model.predict(x, verbose=0).argmax(1) == y))
     bound = round(acc + 0.005, 4)  # just out of reach
     for severity in ("fail", "warn"):
@@ -62,6 +63,28 @@ def test_unknown_policy_key_exits_2_before_the_model_is_loaded(files, tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "2 False False", result.stderr
     err = result.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("keras-audit: error: unknown key(s) ['minimum']")
+    assert not (tmp_path / "out").exists()
+
+
+def test_groups_key_reads_groups_from_the_archive(files, tmp_path):
+    out = tmp_path / "out"
+    result = keras_audit("report", "model.keras", "--data", "data.npz", "--out", out,
+                         "--checks", "performance", "--groups-key", "site", "--quiet",
+                         cwd=files)
+    assert result.returncode == 0, result.stderr
+    content = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    rows = {r["group"]: r["n"] for r in content["groups"]["site"]["groups"]}
+    assert rows == {"north": 60, "south": 60}
+
+
+@pytest.mark.parametrize("keys, fragment", [("nope", "no array 'nope'"),
+                                            ("short", "one label per sample")])
+def test_bad_groups_key_exits_2(files, tmp_path, keys, fragment):
+    result = keras_audit("report", "model.keras", "--data", "data.npz", "--out",
+                         tmp_path / "out", "--groups-key", keys, cwd=files)
+    assert result.returncode == 2
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0], result.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -28,6 +28,7 @@ from keras_audit.audit._labels import (
 from keras_audit.audit._weights import weights_hash
 from keras_audit.audit.card import load_card
 from keras_audit.audit.catalog import DEFAULT_SAMPLES, AuditInputError, check_checks
+from keras_audit.audit.groups import check_groups
 from keras_audit.audit.policy import load_policy
 from keras_audit.audit.progress import progress_factory
 from keras_audit.explain.forward import CompiledForward, check_batch
@@ -55,6 +56,7 @@ class AuditContext:
         weights_sha256: the weights' hash before any analysis ran.
         progress: the progress-bar factory.
         policy: the caller's criteria (``policy.Criterion``), or None for the default policy.
+        groups: ``{attribute: (N,) group labels}`` for the per-group section, or None.
     """
 
     model: keras.Model
@@ -76,6 +78,7 @@ class AuditContext:
     weights_sha256: str
     progress: Callable[..., Any]
     policy: tuple | None = None   # the caller's acceptance criteria (None: the default policy)
+    groups: dict[str, np.ndarray] | None = None   # attribute -> (N,) group labels (strings)
 
     # -- derived views -----------------------------------------------------------------------------
     @property
@@ -198,7 +201,8 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                   card: dict | str | os.PathLike | None = None, samples: int | None = None,
                   progress: bool | Callable[..., Any] | None = None,
                   feature_names: Sequence[str] | None = None,
-                  options: dict | None = None, policy: Any = None) -> AuditContext:
+                  options: dict | None = None, policy: Any = None,
+                  groups: Any = None) -> AuditContext:
     """Validate the inputs of ``run`` and build the context (one forward pass over ``x``).
 
     Raises:
@@ -219,6 +223,7 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
         if xa.dtype.kind not in "biuf":
             raise ValueError(f"x must be numeric; got dtype {xa.dtype}")
         ya = as_label_array(y, len(xa))
+        group_labels = check_groups(groups, len(xa))
         forward = CompiledForward(model, batch_size=int(merged["performance"]["batch_size"]))
         first = forward(xa[:1])
         spec = label_spec(ya, first.shape[1:])
@@ -243,7 +248,8 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                         feature_names=features, forward=forward, outputs=outputs,
                         explain_idx=explain_idx, background=bg, checks=checks, options=merged,
                         seed=seed, card=card_dict, samples_requested=samples,
-                        weights_sha256=weights_hash(model), progress=bars, policy=criteria)
+                        weights_sha256=weights_hash(model), progress=bars, policy=criteria,
+                        groups=group_labels)
 
 
 def _feature_names(feature_names, kind: str, x: np.ndarray) -> list[str] | None:

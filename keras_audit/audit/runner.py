@@ -42,7 +42,7 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         seed: int = 0, card: dict | str | os.PathLike | None = None, samples: int | None = None,
         progress: bool | Callable[..., Any] | None = None, *,
         feature_names: Sequence[str] | None = None,
-        options: dict | None = None, policy: Any = None) -> Report:
+        options: dict | None = None, policy: Any = None, groups: Any = None) -> Report:
     """Audit ``model`` on ``(x, y)`` and write the compliance report into ``out_dir``.
 
     Args:
@@ -77,6 +77,10 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
             dotted path into report.json (``min``, ``max`` or ``equals``) with severity
             ``fail`` or ``warn``. ``None`` applies the default policy (the report's fixed
             thresholds, as warnings). The result is ``Report.verdict`` and ``Report.criteria``.
+        groups: ``{attribute: (N,) labels}`` or a pandas DataFrame (one column per
+            attribute): the per-group section (metrics with bootstrap CIs per group, and
+            ``min``, ``max``, ``max_difference``, ``min_ratio`` across groups, as fairlearn's
+            MetricFrame defines them), e.g. ``groups.site.min.accuracy`` in a policy.
 
     Returns:
         The ``Report`` (``to_html``, ``to_json``, ``tables``, ``content``).
@@ -85,8 +89,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         AuditInputError (a ValueError), before any analysis runs: an unknown check (the message
             lists the valid ones), ``x`` the model cannot take, ``y`` that does not match ``x``
             or the model's output, wrong ``class_names``/``feature_names``, a bad ``card``,
-            ``seed``, ``samples``, ``options`` or ``policy``, or an ``out_dir`` that cannot
-            be created.
+            ``seed``, ``samples``, ``options``, ``policy`` or ``groups``, or an ``out_dir``
+            that cannot be created.
         RuntimeError: the weights changed during the audit (a bug; never expected).
 
     An analysis that fails while running is recorded in its section (``status: "failed"``
@@ -95,7 +99,7 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
     ctx = build_context(model, x, y, defaults=DEFAULT_OPTIONS, class_names=class_names,
                         background=background, checks=checks, seed=seed, card=card,
                         samples=samples, progress=progress, feature_names=feature_names,
-                        options=options, policy=policy)
+                        options=options, policy=policy, groups=groups)
     folder = out_dir_path(out_dir)
     with preserved_weights(model, verify=True):
         sections = [module.build(ctx, ctx.options) for module in TABLE]

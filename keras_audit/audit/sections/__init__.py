@@ -12,6 +12,7 @@ from keras_audit.audit.sections import (
     card,
     data,
     explanations,
+    groups,
     model_details,
     performance,
     provenance,
@@ -21,8 +22,8 @@ from keras_audit.audit.sections import (
 )
 
 #: the section modules, in report order
-TABLE = (provenance, model_details, card, data, performance, explanations, quality, pruning,
-         sign_off)
+TABLE = (provenance, model_details, card, data, performance, groups, explanations, quality,
+         pruning, sign_off)
 #: (anchor, heading) of the report's sections, in order
 SECTIONS = tuple((m.KEY, m.TITLE) for m in TABLE)
 #: per-analysis settings; ``run(options=...)`` overrides them key by key
