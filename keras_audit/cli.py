@@ -5,7 +5,7 @@
     keras-audit report MODEL.keras --data DATA.npz --out DIR [--x-key x] [--y-key y]
                 [--class-names a,b,c] [--checks performance,shap,lime,pruning,sanity]
                 [--samples N] [--seed S] [--card card.yaml] [--policy policy.yaml]
-                [--groups-key g1,g2] [--quiet] [--unsafe]
+                [--groups-key g1,g2] [--baseline OLD.keras] [--quiet] [--unsafe]
     keras-audit --version
 
 Exit status: 0 when the verdict is pass or warn, 1 when it is fail, 2 on bad input.
@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated names of arrays in DATA holding one group label per "
                      "sample (e.g. site,sex): the per-group section (metrics with CIs per "
                      "group and their spread)")
+    rep.add_argument("--baseline", default=None, metavar="OLD.keras",
+                     help="the model this one replaces: both on the same data, paired deltas "
+                     "with CIs, McNemar's test, the flipped predictions")
     rep.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     rep.add_argument("--unsafe", action="store_true",
                      help="load the model with Keras's safe mode off (allows Lambda layers: "
@@ -163,6 +166,18 @@ def parse_checks(text: str) -> tuple[str, ...]:
         raise UsageError(f"unknown check(s) {unknown or [text]}; valid checks: "
                          f"{','.join(CHECKS)}")
     return tuple(dict.fromkeys(names))
+
+
+def _keras_file(path: str, what: str) -> Path:
+    """An existing model file; a ``.keras`` one must be a zip archive."""
+    p = _existing_file(path, what)
+    if p.suffix == ".keras":
+        import zipfile
+
+        if not zipfile.is_zipfile(p):
+            raise UsageError(f"{p} is not a Keras .keras archive (a zip file); save "
+                             "the model with model.save('name.keras')")
+    return p
 
 
 def _existing_file(path: str, what: str) -> Path:
@@ -333,14 +348,9 @@ def _native_stderr_to(path: str):
 def _report(args) -> int:
     """``keras-audit report``: validate everything cheap, then load the model and run the audit."""
     checks = parse_checks(args.checks)
-    model_path = _existing_file(args.model, "model")
-    if model_path.suffix == ".keras":
-        import zipfile
-
-        if not zipfile.is_zipfile(model_path):
-            raise UsageError(f"{model_path} is not a Keras .keras archive (a zip file); save "
-                             "the model with model.save('name.keras')")
+    model_path = _keras_file(args.model, "model")
     data_path = _existing_file(args.data, "data")
+    baseline_path = _keras_file(args.baseline, "baseline model") if args.baseline else None
     card = load_card(_existing_file(args.card, "card")) if args.card else None
     policy = load_policy(_existing_file(args.policy, "policy")) if args.policy else None
     out_dir = Path(args.out)
@@ -359,7 +369,7 @@ def _report(args) -> int:
     try:
         with _native_stderr_to(native_log):
             return _audit(args, model_path, x, y, class_names, feature_names, card, checks,
-                          out_dir, policy, groups)
+                          out_dir, policy, groups, baseline_path)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(native_log)
@@ -381,13 +391,14 @@ def _load_model(path: Path, unsafe: bool):
 
 
 def _audit(args, model_path: Path, x, y, class_names, feature_names, card, checks,
-           out_dir: Path, policy=None, groups=None) -> int:
+           out_dir: Path, policy=None, groups=None, baseline_path: Path | None = None) -> int:
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     from keras_audit.audit.report import AuditInputError, run
 
     model = _load_model(model_path, args.unsafe)
+    baseline = _load_model(baseline_path, args.unsafe) if baseline_path else None
     progress = None
     if not args.quiet:
         from functools import partial
@@ -400,7 +411,8 @@ def _audit(args, model_path: Path, x, y, class_names, feature_names, card, check
     try:
         report = run(model, x, y, class_names=class_names, checks=checks, out_dir=out_dir,
                      seed=args.seed, card=card, samples=args.samples, progress=progress,
-                     feature_names=feature_names, policy=policy, groups=groups)
+                     feature_names=feature_names, policy=policy, groups=groups,
+                     baseline=baseline)
     except AuditInputError as exc:
         raise UsageError(_first_line(exc)) from None
     html = out_dir / "report.html"

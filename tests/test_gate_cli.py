@@ -22,6 +22,9 @@ def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("gate_cli")
     model = blob_mlp()
     model.save(d / "model.keras")
+    from test_gate_comparison import pruned_copy
+
+    pruned_copy(model).save(d / "old.keras")
     x, y = blobs(120, seed=4)
     site = np.where(np.arange(len(x)) % 2 == 0, "north", "south")
     np.savez(d / "data.npz", x=x, y=y, site=site, short=site[:5])
@@ -86,6 +89,26 @@ def test_bad_groups_key_exits_2(files, tmp_path, keys, fragment):
     err = result.stderr.strip().splitlines()
     assert len(err) == 1 and fragment in err[0], result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_baseline_is_compared(files, tmp_path):
+    out = tmp_path / "out"
+    result = keras_audit("report", "model.keras", "--data", "data.npz", "--out", out,
+                         "--checks", "performance", "--baseline", "old.keras", "--quiet",
+                         cwd=files)
+    assert result.returncode == 0, result.stderr
+    content = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    import keras
+
+    archive = np.load(files / "data.npz")
+    p_c = keras.saving.load_model(files / "model.keras").predict(archive["x"], verbose=0)
+    p_b = keras.saving.load_model(files / "old.keras").predict(archive["x"], verbose=0)
+    flips = int(np.sum(p_c.argmax(1) != p_b.argmax(1)))
+    assert content["comparison"]["flips"]["count"] == flips
+    missing = keras_audit("report", "model.keras", "--data", "data.npz", "--out",
+                          tmp_path / "never", "--baseline", "gone.keras", cwd=files)
+    assert missing.returncode == 2 and "baseline model file not found" in missing.stderr
+    assert not (tmp_path / "never").exists()
 
 
 def test_help_documents_the_exit_codes(files):

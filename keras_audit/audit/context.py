@@ -28,6 +28,7 @@ from keras_audit.audit._labels import (
 from keras_audit.audit._weights import weights_hash
 from keras_audit.audit.card import load_card
 from keras_audit.audit.catalog import DEFAULT_SAMPLES, AuditInputError, check_checks
+from keras_audit.audit.comparison import load_baseline
 from keras_audit.audit.groups import check_groups
 from keras_audit.audit.policy import load_policy
 from keras_audit.audit.progress import progress_factory
@@ -57,6 +58,7 @@ class AuditContext:
         progress: the progress-bar factory.
         policy: the caller's criteria (``policy.Criterion``), or None for the default policy.
         groups: ``{attribute: (N,) group labels}`` for the per-group section, or None.
+        baseline: the model being replaced (checked against ``x``), or None.
     """
 
     model: keras.Model
@@ -79,6 +81,7 @@ class AuditContext:
     progress: Callable[..., Any]
     policy: tuple | None = None   # the caller's acceptance criteria (None: the default policy)
     groups: dict[str, np.ndarray] | None = None   # attribute -> (N,) group labels (strings)
+    baseline: keras.Model | None = None   # the model being replaced, for the comparison
 
     # -- derived views -----------------------------------------------------------------------------
     @property
@@ -202,7 +205,7 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                   progress: bool | Callable[..., Any] | None = None,
                   feature_names: Sequence[str] | None = None,
                   options: dict | None = None, policy: Any = None,
-                  groups: Any = None) -> AuditContext:
+                  groups: Any = None, baseline: Any = None) -> AuditContext:
     """Validate the inputs of ``run`` and build the context (one forward pass over ``x``).
 
     Raises:
@@ -228,6 +231,7 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
         first = forward(xa[:1])
         spec = label_spec(ya, first.shape[1:])
         bg = None if background is None else check_batch(model, background, "background")
+        base = load_baseline(baseline, model, xa)
         if spec.task == "regression" and class_names is not None:
             raise AuditInputError("class_names was given but the model is a regression model")
         names = class_names_for(class_names, spec)
@@ -249,7 +253,7 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                         explain_idx=explain_idx, background=bg, checks=checks, options=merged,
                         seed=seed, card=card_dict, samples_requested=samples,
                         weights_sha256=weights_hash(model), progress=bars, policy=criteria,
-                        groups=group_labels)
+                        groups=group_labels, baseline=base)
 
 
 def _feature_names(feature_names, kind: str, x: np.ndarray) -> list[str] | None:

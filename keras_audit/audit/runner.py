@@ -42,7 +42,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         seed: int = 0, card: dict | str | os.PathLike | None = None, samples: int | None = None,
         progress: bool | Callable[..., Any] | None = None, *,
         feature_names: Sequence[str] | None = None,
-        options: dict | None = None, policy: Any = None, groups: Any = None) -> Report:
+        options: dict | None = None, policy: Any = None, groups: Any = None,
+        baseline: keras.Model | str | os.PathLike | None = None) -> Report:
     """Audit ``model`` on ``(x, y)`` and write the compliance report into ``out_dir``.
 
     Args:
@@ -81,6 +82,10 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
             attribute): the per-group section (metrics with bootstrap CIs per group, and
             ``min``, ``max``, ``max_difference``, ``min_ratio`` across groups, as fairlearn's
             MetricFrame defines them), e.g. ``groups.site.min.accuracy`` in a policy.
+        baseline: the model this one replaces (a ``keras.Model`` or a ``.keras`` path,
+            loaded in safe mode): both on the same data, ``comparison.delta.<metric>``
+            (candidate minus baseline) with paired-bootstrap CIs, McNemar's exact test, the
+            flipped predictions, and per-group deltas with ``groups``.
 
     Returns:
         The ``Report`` (``to_html``, ``to_json``, ``tables``, ``content``).
@@ -89,8 +94,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         AuditInputError (a ValueError), before any analysis runs: an unknown check (the message
             lists the valid ones), ``x`` the model cannot take, ``y`` that does not match ``x``
             or the model's output, wrong ``class_names``/``feature_names``, a bad ``card``,
-            ``seed``, ``samples``, ``options``, ``policy`` or ``groups``, or an ``out_dir``
-            that cannot be created.
+            ``seed``, ``samples``, ``options``, ``policy``, ``groups`` or ``baseline``, or an
+            ``out_dir`` that cannot be created.
         RuntimeError: the weights changed during the audit (a bug; never expected).
 
     An analysis that fails while running is recorded in its section (``status: "failed"``
@@ -99,7 +104,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
     ctx = build_context(model, x, y, defaults=DEFAULT_OPTIONS, class_names=class_names,
                         background=background, checks=checks, seed=seed, card=card,
                         samples=samples, progress=progress, feature_names=feature_names,
-                        options=options, policy=policy, groups=groups)
+                        options=options, policy=policy, groups=groups,
+                        baseline=baseline)
     folder = out_dir_path(out_dir)
     with preserved_weights(model, verify=True):
         sections = [module.build(ctx, ctx.options) for module in TABLE]

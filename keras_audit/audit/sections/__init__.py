@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from keras_audit.audit.sections import (
     card,
+    comparison,
     data,
     explanations,
     groups,
@@ -22,8 +23,8 @@ from keras_audit.audit.sections import (
 )
 
 #: the section modules, in report order
-TABLE = (provenance, model_details, card, data, performance, groups, explanations, quality,
-         pruning, sign_off)
+TABLE = (provenance, model_details, card, data, performance, groups, comparison, explanations,
+         quality, pruning, sign_off)
 #: (anchor, heading) of the report's sections, in order
 SECTIONS = tuple((m.KEY, m.TITLE) for m in TABLE)
 #: per-analysis settings; ``run(options=...)`` overrides them key by key
