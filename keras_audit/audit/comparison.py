@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from sklearn import metrics as skm
 
+from keras_audit.audit._repr import short_repr
 from keras_audit.audit.catalog import AuditInputError
 
 #: paired metrics per task, in report order
@@ -87,6 +88,8 @@ class ComparisonResult:
     delta_ci95: dict = field(default_factory=dict)
     mcnemar: dict | None = None
     flips: dict | None = None
+
+    __repr__ = short_repr  # shapes and sizes, not the arrays
 
 
 def scores(task: str, y_true: np.ndarray, y_pred: np.ndarray,

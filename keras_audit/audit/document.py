@@ -42,6 +42,30 @@ class Report:
         self.figure_titles = figure_titles or {}
         self.galleries = galleries or []
 
+    # -- notebooks -------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        model = (self.content.get("model") or {}).get("name", "?")
+        crit = self.content.get("criteria") or []
+        return (f"<Report {model}: verdict {self.verdict}, {len(crit)} criteria "
+                f"({len(self.failing_criteria())} not met), {len(self.findings)} findings>")
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: the verdict and the criteria table (values escaped)."""
+        from html import escape
+
+        model = escape(str((self.content.get("model") or {}).get("name", "?")))
+        sym = {"min": "≥", "max": "≤", "equals": "="}
+        rows = "".join(
+            f"<tr><td>{escape(str(c['criterion']))}</td><td><code>{escape(c['metric'])}</code>"
+            f"</td><td>{escape(_fmt(c['value'], 6))}</td><td>{sym.get(c['comparison'], '')} "
+            f"{escape(_fmt(c['threshold'], 6))}</td><td>{escape(c['severity'])}</td>"
+            f"<td><b>{escape(c['status'])}</b></td></tr>"
+            for c in self.content.get("criteria") or [])
+        return (f"<div><p>Audit report <b>{model}</b>: verdict <b>{escape(str(self.verdict))}"
+                f"</b>, {len(self.findings)} findings</p><table><thead><tr><th>criterion</th>"
+                "<th>metric</th><th>value</th><th>bound</th><th>severity</th><th>status</th>"
+                f"</tr></thead><tbody>{rows}</tbody></table></div>")
+
     # -- reading ---------------------------------------------------------------------------------
     @property
     def findings(self) -> list[dict]:

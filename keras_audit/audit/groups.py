@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from keras_audit.audit._repr import short_repr
 from keras_audit.audit.catalog import AuditInputError
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ class GroupResult:
     table: pd.DataFrame
     summary: pd.DataFrame
     content: dict = field(default_factory=dict)
+
+    __repr__ = short_repr  # shapes and sizes, not the arrays
 
 
 def check_groups(groups: Any, n: int) -> dict[str, np.ndarray] | None:

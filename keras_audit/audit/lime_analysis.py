@@ -31,6 +31,7 @@ from keras_audit.audit._explain_common import (
     get_forward,
     resolve_targets,
 )
+from keras_audit.audit._repr import short_repr
 from keras_audit.explain.forward import CompiledForward, check_batch
 from keras_audit.render.figures import new_figure
 
@@ -90,6 +91,8 @@ class LimeResult:
     table: pd.DataFrame | None = None
     explanations: list = field(default_factory=list)
     figures: dict = field(default_factory=dict)
+
+    __repr__ = short_repr  # shapes and sizes, not the arrays
 
 
 def segment_image(image: np.ndarray, segmentation: str | Callable = "auto",

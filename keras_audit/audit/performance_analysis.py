@@ -27,6 +27,7 @@ from keras_audit.audit._labels import (
     label_spec,
     read_outputs,
 )
+from keras_audit.audit._repr import short_repr
 from keras_audit.explain.forward import CompiledForward, check_batch
 from keras_audit.render.figures import new_figure
 
@@ -61,6 +62,8 @@ class PerformanceResult:
     metrics: dict = field(default_factory=dict)
     tables: dict = field(default_factory=dict)
     figures: dict = field(default_factory=dict)
+
+    __repr__ = short_repr  # shapes and sizes, not the arrays
 
 
 def performance(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,

@@ -29,6 +29,7 @@ from keras_audit.audit._explain_common import (
     pyplot_figure,
     resolve_targets,
 )
+from keras_audit.audit._repr import short_repr
 from keras_audit.explain.forward import CompiledForward, check_batch, select_output
 from keras_audit.render.figures import new_figure
 
@@ -80,6 +81,8 @@ class ShapResult:
     feature_names: list[str] | None = None
     figures: dict = field(default_factory=dict)
     details: dict = field(default_factory=dict)
+
+    __repr__ = short_repr  # shapes and sizes, not the arrays
 
 
 def shap_values(model: keras.Model, x: tf.Tensor | ArrayLike,

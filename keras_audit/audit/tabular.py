@@ -24,6 +24,7 @@ from keras_audit.audit._explain_common import (
     check_names,
 )
 from keras_audit.audit._labels import LabelSpec, as_label_array, label_spec, read_outputs
+from keras_audit.audit._repr import short_repr
 from keras_audit.explain.forward import CompiledForward, check_batch
 from keras_audit.render.figures import new_figure
 
@@ -178,6 +179,8 @@ class SurrogateResult:
     tree_predictions: np.ndarray
     figure: object = None
     figures: dict = field(default_factory=dict)
+
+    __repr__ = short_repr  # shapes and sizes, not the arrays
 
 
 def surrogate_tree(model: keras.Model, x: tf.Tensor | ArrayLike,

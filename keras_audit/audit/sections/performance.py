@@ -50,6 +50,16 @@ def build(ctx: AuditContext, options: dict) -> Section:
     return sec
 
 
+def beyond(value: float, bound: float, digits: int = 3) -> str:
+    """``value`` with enough decimals that it reads differently from ``bound`` (0.0504, not
+    0.050 next to a bound of 0.05)."""
+    for d in range(digits, 10):
+        text = f"{value:.{d}f}"
+        if float(text) != bound:
+            return text
+    return repr(value)
+
+
 def _findings(sec: Section, res) -> None:
     c = sec.content
     if res.task == "regression":
@@ -70,4 +80,4 @@ def _findings(sec: Section, res) -> None:
     ece = c.get("ece")
     if ece is not None and ece > ECE_WARNING:
         sec.finding("warning", f"the model is miscalibrated: expected calibration error "
-                    f"{ece:.3f} (above {ECE_WARNING})")
+                    f"{beyond(ece, ECE_WARNING)} (above {ECE_WARNING})")
