@@ -5,7 +5,8 @@
     keras-audit report MODEL.keras --data DATA.npz --out DIR [--x-key x] [--y-key y]
                 [--class-names a,b,c] [--checks performance,shap,lime,pruning,sanity]
                 [--samples N] [--seed S] [--card card.yaml] [--policy policy.yaml]
-                [--groups-key g1,g2] [--baseline OLD.keras] [--quiet] [--unsafe]
+                [--groups-key g1,g2] [--baseline OLD.keras] [--model-card]
+                [--quiet] [--unsafe]
     keras-audit --version
 
 Exit status: 0 when the verdict is pass or warn, 1 when it is fail, 2 on bad input.
@@ -112,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--baseline", default=None, metavar="OLD.keras",
                      help="the model this one replaces: both on the same data, paired deltas "
                      "with CIs, McNemar's test, the flipped predictions")
+    rep.add_argument("--model-card", action="store_true",
+                     help="also write a Hugging Face style model card, README.md, into --out")
     rep.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     rep.add_argument("--unsafe", action="store_true",
                      help="load the model with Keras's safe mode off (allows Lambda layers: "
@@ -416,6 +419,8 @@ def _audit(args, model_path: Path, x, y, class_names, feature_names, card, check
     except AuditInputError as exc:
         raise UsageError(_first_line(exc)) from None
     html = out_dir / "report.html"
+    if args.model_card:
+        report.to_model_card(out_dir / "README.md")
     if not args.quiet:
         for line in report.summary_lines():
             print(line)

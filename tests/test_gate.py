@@ -182,3 +182,33 @@ def test_findings_in_the_summary_link_to_their_sections(blob_model, blob_data):
                   card={"intended_use": "tests"})
     assert "the model card does not state: limitations, risks" in [
         f["text"] for f in partial.findings]
+
+
+# -- the model card ----------------------------------------------------------------------------
+
+def test_model_card_front_matter_and_sections(blob_model, blob_data, tmp_path):
+    import yaml
+
+    rep = _audit(blob_model, blob_data, card={"licence": "Apache-2.0",
+                                              "intended_use": "Sorting blobs | tests.",
+                                              "limitations": ["synthetic"]},
+                 policy=[{"name": "accuracy", "metric": "performance.accuracy", "min": 0.5}])
+    text = rep.to_model_card(tmp_path / "README.md")
+    assert (tmp_path / "README.md").read_text(encoding="utf-8") == text
+    assert text.startswith("---\n")
+    front_text, body = text[4:].split("\n---\n", 1)
+    front = yaml.safe_load(front_text)
+    assert front["license"] == "apache-2.0" and front["library_name"] == "keras"
+    result = front["model-index"][0]["results"][0]
+    assert front["model-index"][0]["name"] == "blob_mlp"
+    assert result["task"]["type"] == "tabular-classification"
+    metrics = {m["type"]: m["value"] for m in result["metrics"]}
+    assert metrics["accuracy"] == rep.content["performance"]["accuracy"]
+    assert metrics["f1"] == rep.content["performance"]["macro_f1"]
+    headings = re.findall(r"^## (.+)$", body, re.M)
+    assert headings[:4] == ["Intended use", "Out-of-scope uses", "Limitations", "Risks"]
+    assert {"Evaluation", "Performance per group", "Acceptance criteria"} <= set(headings)
+    assert "Sorting blobs | tests." in body and "- synthetic" in body
+    assert "Verdict: **pass**." in body
+    assert re.search(r"^\| accuracy \| `performance.accuracy` \| [\d.]+ \| ≥ 0.5 \| fail \| "
+                     r"pass \|$", body, re.M)

@@ -45,7 +45,8 @@ def files(tmp_path_factory):
 def test_exit_status_follows_the_verdict(files, tmp_path, severity, code):
     out = tmp_path / "out"
     result = keras_audit("report", "model.keras", "--data", "data.npz", "--out", out,
-                         "--checks", "performance", "--policy", f"{severity}.yaml", cwd=files)
+                         "--checks", "performance", "--policy", f"{severity}.yaml",
+                         "--model-card", cwd=files)
     assert result.returncode == code, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[-1] == f"report: {out / 'report.html'}"
@@ -53,6 +54,14 @@ def test_exit_status_follows_the_verdict(files, tmp_path, severity, code):
     content = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert content["verdict"] == severity
     assert [c["status"] for c in content["criteria"]] == [severity, "pass"]
+    import yaml
+
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    front = yaml.safe_load(readme.split("---\n")[1])
+    metrics = front["model-index"][0]["results"][0]["metrics"]
+    assert metrics[0] == {"type": "accuracy", "name": "Accuracy",
+                          "value": content["performance"]["accuracy"]}
+    assert f"Verdict: **{severity}**." in readme
 
 
 def test_unknown_policy_key_exits_2_before_the_model_is_loaded(files, tmp_path):

@@ -157,6 +157,23 @@ class Report:
             Path(path).write_text(html, encoding="utf-8")
         return html
 
+    def to_model_card(self, path: str | os.PathLike | None = None) -> str:
+        """A Hugging Face style model card (README.md): YAML front matter with ``model-index``
+        results, then the card's sections, the evaluation, groups, comparison and verdict.
+
+        Args:
+            path: where to write it (e.g. ``"README.md"``); ``None`` only returns the text.
+
+        Returns:
+            The Markdown text.
+        """
+        from keras_audit.audit.model_card import model_card_text
+
+        text = model_card_text(self.content)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
     def to_csv(self, folder: str | os.PathLike) -> list[Path]:
         """Write one CSV per table into ``folder``; returns the paths."""
         folder = Path(folder)
