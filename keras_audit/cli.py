@@ -5,7 +5,8 @@
     keras-audit report MODEL.keras --data DATA.npz --out DIR [--x-key x] [--y-key y]
                 [--class-names a,b,c] [--checks performance,shap,lime,pruning,sanity]
                 [--samples N] [--seed S] [--card card.yaml] [--policy policy.yaml]
-                [--groups-key g1,g2] [--baseline OLD.keras] [--model-card]
+                [--groups-key g1,g2] [--baseline OLD.keras] [--history history.json]
+                [--model-card]
                 [--quiet] [--unsafe]
     keras-audit --version
 
@@ -113,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--baseline", default=None, metavar="OLD.keras",
                      help="the model this one replaces: both on the same data, paired deltas "
                      "with CIs, McNemar's test, the flipped predictions")
+    rep.add_argument("--history", default=None, metavar="history.json",
+                     help="the training history as JSON {metric: [value per epoch]} (e.g. "
+                     "json.dump(model.fit(...).history, f)): the training-details section")
     rep.add_argument("--model-card", action="store_true",
                      help="also write a Hugging Face style model card, README.md, into --out")
     rep.add_argument("--quiet", action="store_true", help="no progress bars or summary")
@@ -302,6 +306,23 @@ def load_card(path: Path) -> dict:
         raise UsageError(str(exc)) from None
 
 
+def load_history(path: Path) -> dict:
+    """Read a training history saved as JSON and check it; UsageError when it is bad."""
+    import json
+
+    from keras_audit.audit.catalog import AuditInputError
+    from keras_audit.audit.training import check_history
+
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"history file {path} is not JSON: {_first_line(exc)}") from None
+    try:
+        return check_history(raw)
+    except AuditInputError as exc:
+        raise UsageError(f"history file {path}: {exc}") from None
+
+
 def load_policy(path: Path):
     """Read and check a policy file with the library's reader; UsageError when it is bad."""
     from keras_audit.audit.catalog import AuditInputError
@@ -356,6 +377,7 @@ def _report(args) -> int:
     baseline_path = _keras_file(args.baseline, "baseline model") if args.baseline else None
     card = load_card(_existing_file(args.card, "card")) if args.card else None
     policy = load_policy(_existing_file(args.policy, "policy")) if args.policy else None
+    history = load_history(_existing_file(args.history, "history")) if args.history else None
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a folder")
@@ -372,7 +394,7 @@ def _report(args) -> int:
     try:
         with _native_stderr_to(native_log):
             return _audit(args, model_path, x, y, class_names, feature_names, card, checks,
-                          out_dir, policy, groups, baseline_path)
+                          out_dir, policy, groups, baseline_path, history)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(native_log)
@@ -394,7 +416,8 @@ def _load_model(path: Path, unsafe: bool):
 
 
 def _audit(args, model_path: Path, x, y, class_names, feature_names, card, checks,
-           out_dir: Path, policy=None, groups=None, baseline_path: Path | None = None) -> int:
+           out_dir: Path, policy=None, groups=None, baseline_path: Path | None = None,
+           history=None) -> int:
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -415,7 +438,7 @@ def _audit(args, model_path: Path, x, y, class_names, feature_names, card, check
         report = run(model, x, y, class_names=class_names, checks=checks, out_dir=out_dir,
                      seed=args.seed, card=card, samples=args.samples, progress=progress,
                      feature_names=feature_names, policy=policy, groups=groups,
-                     baseline=baseline)
+                     baseline=baseline, history=history)
     except AuditInputError as exc:
         raise UsageError(_first_line(exc)) from None
     html = out_dir / "report.html"

@@ -36,6 +36,10 @@ def files(tmp_path_factory):
             f"  - {{name: accuracy, metric: performance.accuracy, min: {bound}, "
             f"severity: {severity}}}\n"
             "  - {name: samples, metric: data.n_samples, min: 10}\n", encoding="utf-8")
+    (d / "history.json").write_text(json.dumps({"loss": [0.9, 0.5, 0.4],
+                                                "val_loss": [1.0, 0.6, 0.7]}), encoding="utf-8")
+    (d / "bad_history.json").write_text(json.dumps({"loss": [0.9], "val_loss": []}),
+                                        encoding="utf-8")
     (d / "unknown.yaml").write_text("criteria:\n  - {metric: performance.accuracy, "
                                     "minimum: 0.9}\n", encoding="utf-8")
     return d
@@ -82,18 +86,22 @@ def test_groups_key_reads_groups_from_the_archive(files, tmp_path):
     out = tmp_path / "out"
     result = keras_audit("report", "model.keras", "--data", "data.npz", "--out", out,
                          "--checks", "performance", "--groups-key", "site", "--quiet",
-                         cwd=files)
+                         "--history", "history.json", cwd=files)
     assert result.returncode == 0, result.stderr
     content = json.loads((out / "report.json").read_text(encoding="utf-8"))
     rows = {r["group"]: r["n"] for r in content["groups"]["site"]["groups"]}
     assert rows == {"north": 60, "south": 60}
+    assert content["training"]["epochs"] == 3 and content["training"]["best_epoch"] == 2
 
 
-@pytest.mark.parametrize("keys, fragment", [("nope", "no array 'nope'"),
-                                            ("short", "one label per sample")])
-def test_bad_groups_key_exits_2(files, tmp_path, keys, fragment):
+@pytest.mark.parametrize("args, fragment", [
+    (["--groups-key", "nope"], "no array 'nope'"),
+    (["--groups-key", "short"], "one label per sample"),
+    (["--history", "bad_history.json"], "one value per epoch"),
+])
+def test_bad_groups_key_or_history_exits_2(files, tmp_path, args, fragment):
     result = keras_audit("report", "model.keras", "--data", "data.npz", "--out",
-                         tmp_path / "out", "--groups-key", keys, cwd=files)
+                         tmp_path / "out", *args, cwd=files)
     assert result.returncode == 2
     err = result.stderr.strip().splitlines()
     assert len(err) == 1 and fragment in err[0], result.stderr

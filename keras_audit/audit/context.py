@@ -32,6 +32,7 @@ from keras_audit.audit.comparison import load_baseline
 from keras_audit.audit.groups import check_groups
 from keras_audit.audit.policy import load_policy
 from keras_audit.audit.progress import progress_factory
+from keras_audit.audit.training import check_history
 from keras_audit.explain.forward import CompiledForward, check_batch
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class AuditContext:
         policy: the caller's criteria (``policy.Criterion``), or None for the default policy.
         groups: ``{attribute: (N,) group labels}`` for the per-group section, or None.
         baseline: the model being replaced (checked against ``x``), or None.
+        history: the training history ``{metric: [value per epoch]}``, or None.
     """
 
     model: keras.Model
@@ -82,6 +84,7 @@ class AuditContext:
     policy: tuple | None = None   # the caller's acceptance criteria (None: the default policy)
     groups: dict[str, np.ndarray] | None = None   # attribute -> (N,) group labels (strings)
     baseline: keras.Model | None = None   # the model being replaced, for the comparison
+    history: dict[str, list[float]] | None = None   # metric -> value per epoch, from fit
 
     # -- derived views -----------------------------------------------------------------------------
     @property
@@ -205,7 +208,8 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                   progress: bool | Callable[..., Any] | None = None,
                   feature_names: Sequence[str] | None = None,
                   options: dict | None = None, policy: Any = None,
-                  groups: Any = None, baseline: Any = None) -> AuditContext:
+                  groups: Any = None, baseline: Any = None,
+                  history: Any = None) -> AuditContext:
     """Validate the inputs of ``run`` and build the context (one forward pass over ``x``).
 
     Raises:
@@ -217,6 +221,7 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
         samples = _count(samples, "samples (a positive integer or None)", 1)
     merged = merge_options(defaults, options)
     criteria = load_policy(policy)
+    epochs = check_history(history)
     card_dict = load_card(card)
     bars = progress_factory(progress)
     if not isinstance(model, keras.Model):
@@ -253,7 +258,7 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                         explain_idx=explain_idx, background=bg, checks=checks, options=merged,
                         seed=seed, card=card_dict, samples_requested=samples,
                         weights_sha256=weights_hash(model), progress=bars, policy=criteria,
-                        groups=group_labels, baseline=base)
+                        groups=group_labels, baseline=base, history=epochs)
 
 
 def _feature_names(feature_names, kind: str, x: np.ndarray) -> list[str] | None:

@@ -43,7 +43,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         progress: bool | Callable[..., Any] | None = None, *,
         feature_names: Sequence[str] | None = None,
         options: dict | None = None, policy: Any = None, groups: Any = None,
-        baseline: keras.Model | str | os.PathLike | None = None) -> Report:
+        baseline: keras.Model | str | os.PathLike | None = None,
+        history: Any = None) -> Report:
     """Audit ``model`` on ``(x, y)`` and write the compliance report into ``out_dir``.
 
     Args:
@@ -86,6 +87,9 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
             loaded in safe mode): both on the same data, ``comparison.delta.<metric>``
             (candidate minus baseline) with paired-bootstrap CIs, McNemar's exact test, the
             flipped predictions, and per-group deltas with ``groups``.
+        history: the ``keras.callbacks.History`` that ``fit`` returned (or its ``.history``
+            dict): the training-details section (curves, epochs run, best epoch); the
+            optimizer and loss are read from the compiled model either way.
 
     Returns:
         The ``Report`` (``to_html``, ``to_json``, ``tables``, ``content``).
@@ -94,8 +98,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         AuditInputError (a ValueError), before any analysis runs: an unknown check (the message
             lists the valid ones), ``x`` the model cannot take, ``y`` that does not match ``x``
             or the model's output, wrong ``class_names``/``feature_names``, a bad ``card``,
-            ``seed``, ``samples``, ``options``, ``policy``, ``groups`` or ``baseline``, or an
-            ``out_dir`` that cannot be created.
+            ``seed``, ``samples``, ``options``, ``policy``, ``groups``, ``baseline`` or
+            ``history``, or an ``out_dir`` that cannot be created.
         RuntimeError: the weights changed during the audit (a bug; never expected).
 
     An analysis that fails while running is recorded in its section (``status: "failed"``
@@ -105,7 +109,7 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
                         background=background, checks=checks, seed=seed, card=card,
                         samples=samples, progress=progress, feature_names=feature_names,
                         options=options, policy=policy, groups=groups,
-                        baseline=baseline)
+                        baseline=baseline, history=history)
     folder = out_dir_path(out_dir)
     with preserved_weights(model, verify=True):
         sections = [module.build(ctx, ctx.options) for module in TABLE]
