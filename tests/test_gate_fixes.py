@@ -81,3 +81,30 @@ def test_html_says_how_many_samples_each_analysis_used_and_step_0_is_a_reference
         last = [r for r in re.findall(rf'<tr data-step="{v["layers_randomised"]}">(.*?)</tr>',
                                       steps, re.S) if "<td>" in r]
         assert any(("passed" if v["passed"] else "failed") in r for r in last), m
+
+
+def test_per_class_recall_has_an_interval_and_warns_only_when_it_is_clear():
+    from types import SimpleNamespace
+
+    from _gate_data import blob_mlp, grouped_audit_set
+
+    from keras_audit.audit.performance_analysis import performance
+    from keras_audit.audit.section import Section
+    from keras_audit.audit.sections import performance as section
+
+    x, y, _ = grouped_audit_set(n_per_group=40, flip=0.3)
+    res = performance(blob_mlp(), x, y, n_bootstrap=100, latency_repeats=1)
+    table = res.tables["per_class"]
+    assert (table.recall_ci_low <= table.recall).all() and (table.recall <= table.recall_ci_high).all()
+    assert (table.recall_ci_high - table.recall_ci_low > 0).all()
+    per_class = pd.DataFrame({"class": ["wide", "narrow"], "recall": [0.8, 0.8],
+                              "support": [5, 400], "recall_ci_low": [0.4, 0.76],
+                              "recall_ci_high": [1.0, 0.84]})
+    sec = Section("performance")
+    sec.content = {"accuracy": 0.95, "n_samples": 405, "ece": 0.01}
+    section._findings(sec, SimpleNamespace(task="classification",
+                                           tables={"per_class": per_class}))
+    found = {f["text"].split(" is ")[0]: f for f in sec.findings if "recall" in f["text"]}
+    assert found["recall of class wide"]["severity"] == "info"
+    assert "95% CI 0.40–1.00 on 5 samples" in found["recall of class wide"]["text"]
+    assert found["recall of class narrow"]["severity"] == "warning"

@@ -75,8 +75,16 @@ def _findings(sec: Section, res) -> None:
     if per_class is not None:
         for row in per_class.to_dict(orient="records"):
             if row["support"] > 0 and row["recall"] < acc - RECALL_GAP:
-                sec.finding("warning", f"recall of class {row['class']} is "
-                            f"{row['recall']:.2f} (overall accuracy {acc:.2f})")
+                # a warning only when the whole interval lies below the bar; else a note
+                high = row.get("recall_ci_high")
+                sure = high is None or high != high or high < acc - RECALL_GAP
+                ci = ("" if high is None or high != high else
+                      f", 95% CI {row['recall_ci_low']:.2f}–{high:.2f}")
+                sec.finding("warning" if sure else "info",
+                            f"recall of class {row['class']} is {row['recall']:.2f}{ci} on "
+                            f"{int(row['support'])} samples (overall accuracy {acc:.2f})"
+                            + ("" if sure else ": the interval reaches the bar, so this may "
+                               "be chance"))
     ece = c.get("ece")
     if ece is not None and ece > ECE_WARNING:
         sec.finding("warning", f"the model is miscalibrated: expected calibration error "
