@@ -157,10 +157,11 @@ def test_executive_summary_opens_the_report(blob_model, blob_data):
     assert [s for s, _ in rows] == ["fail", "pass", "missing"]
     failed = rows[0][1]
     cells = re.findall(r"<td[^>]*>(.*?)</td>", failed, re.S)
-    assert cells[0] == "accuracy" and cells[2] == f"{acc:.6f}" and cells[3] == f"≥ {bound:.6f}"
+    assert cells[0] == "accuracy" and cells[2] == f"{acc:.4f}"
+    assert cells[3] == f"≥&nbsp;{bound:.4f}"
     assert cells[5].startswith("fail")
     assert '<a href="#performance">' in cells[6]
-    assert "not met: accuracy, robust" in summary
+    assert "Against the given policy. 3 criteria, 2 not met: accuracy, robust." in summary
     # the metric without a section links nowhere rather than to a missing anchor
     assert "<a href" not in re.findall(r"<td[^>]*>(.*?)</td>", rows[2][1], re.S)[6]
 
@@ -212,3 +213,12 @@ def test_model_card_front_matter_and_sections(blob_model, blob_data, tmp_path):
     assert "Verdict: **pass**." in body
     assert re.search(r"^\| accuracy \| `performance.accuracy` \| [\d.]+ \| ≥ 0.5 \| fail \| "
                      r"pass \|$", body, re.M)
+
+
+def test_summary_values_show_enough_digits_to_differ_from_their_bound():
+    from keras_audit.audit.document import _against
+
+    assert _against(0.05004, 0.05) == "0.05004"
+    assert _against(0.0731, 0.05) == "0.0731"
+    assert _against(0.05, 0.05) == "0.0500"
+    assert _against(True, True) == "yes" and _against(None, 0.9) == "–"

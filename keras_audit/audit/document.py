@@ -133,6 +133,7 @@ class Report:
             undefined=jinja2.Undefined)
         env.filters["num"] = _fmt
         env.filters["pct"] = _pct
+        env.filters["against"] = _against
         env.filters["label"] = lambda k: str(k).replace("_", " ")
         env.filters["shape"] = lambda v: "(" + ", ".join(
             "None" if d is None else str(d) for d in v) + ("," if len(v) == 1 else "") + ")"
@@ -225,6 +226,19 @@ def _fmt(v: Any, digits: int = 4) -> str:
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_fmt(i, digits) for i in v) + "]"
     return str(v)
+
+
+def _against(v: Any, bound: Any) -> str:
+    """A value shown next to its bound: 4 decimals, more when 4 would make it read as the
+    bound itself (0.05004 against 0.05, not 0.0500)."""
+    number = isinstance(v, int | float | np.number) and not isinstance(v, bool | np.bool_)
+    if not number or not isinstance(bound, int | float) or isinstance(bound, bool):
+        return _fmt(v)
+    for digits in range(4, 10):
+        text = _fmt(v, digits)
+        if v == bound or text == "–" or float(text) != float(bound):
+            return text
+    return repr(v)
 
 
 def _pct(v: Any) -> str:
