@@ -21,7 +21,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 #: what the [audit] extra adds; none of these may come with the plain install
-AUDIT_ONLY = ("shap", "lime", "skimage", "pandas", "jinja2", "yaml", "tqdm", "numba")
+AUDIT_ONLY = ("shap", "lime", "skimage", "pandas", "jinja2", "yaml", "tqdm", "numba",
+              "fairlearn", "statsmodels")
 #: the command a missing-extra error must give
 INSTALL_AUDIT = "keras-audit[audit]"
 

@@ -4,8 +4,13 @@
 
     keras-audit report MODEL.keras --data DATA.npz --out DIR [--x-key x] [--y-key y]
                 [--class-names a,b,c] [--checks performance,shap,lime,pruning,sanity]
-                [--samples N] [--seed S] [--card card.yaml] [--quiet] [--unsafe]
+                [--samples N] [--seed S] [--card card.yaml] [--policy policy.yaml]
+                [--groups-key g1,g2] [--baseline OLD.keras] [--history history.json]
+                [--model-card]
+                [--quiet] [--unsafe]
     keras-audit --version
+
+Exit status: 0 when the verdict is pass or warn, 1 when it is fail, 2 on bad input.
 
 Every check that needs no TensorFlow (arguments, files, the arrays, the card) runs before
 TensorFlow is imported, so bad input is refused in well under a second. Bad input exits with
@@ -33,6 +38,27 @@ if TYPE_CHECKING:
 
 PROG = "keras-audit"
 
+#: exit statuses of ``keras-audit report``
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+_REPORT_EPILOG = f"""\
+exit status:
+  {EXIT_OK}  the report was written and the verdict is pass or warn
+  {EXIT_FAIL}  the report was written and the verdict is fail (a 'fail' criterion is broken
+     or its metric is missing)
+  {EXIT_USAGE}  bad input (arguments, files, arrays, card or policy); nothing is written
+
+examples:
+  # audit with the default policy (the report's fixed thresholds, as warnings)
+  {PROG} report model.keras --data test.npz --out audit_report --card card.yaml
+
+  # gate a release: exit 1 (fail) when accuracy is below 0.9, with policy.yaml holding
+  #   criteria:
+  #     - {{name: accuracy, metric: performance.accuracy, min: 0.9, severity: fail}}
+  {PROG} report model.keras --data test.npz --out audit_report --policy policy.yaml \\
+      || echo "blocked: the verdict is fail"
+"""
+
 
 class UsageError(Exception):
     """Bad input from the command line: reported as one line on stderr, exit status 2."""
@@ -54,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     rep = sub.add_parser("report", help="audit MODEL on DATA and write the report into --out",
                          description="Audit MODEL on the arrays in DATA and write report.html, "
-                         "report.json and one CSV per table into --out.")
+                         "report.json and one CSV per table into --out, with a verdict "
+                         "against the acceptance criteria (--policy).",
+                         epilog=_REPORT_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     rep.add_argument("model", metavar="MODEL", help="a saved Keras model (.keras)")
     rep.add_argument("--data", required=True, metavar="DATA.npz",
                      help="a NumPy .npz archive with the inputs and labels (loaded with "
@@ -74,6 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--card", default=None, metavar="card.yaml",
                      help="a YAML model card: owners, version, licence, citation, intended_use, "
                      "limitations, risks, ...")
+    rep.add_argument("--policy", default=None, metavar="policy.yaml",
+                     help="acceptance criteria (YAML): criteria: [{name, metric: a dotted "
+                     "path into report.json, min|max|equals, severity: fail|warn}]; default: "
+                     "the report's fixed thresholds, as warnings")
+    rep.add_argument("--groups-key", default=None, metavar="G1,G2",
+                     help="comma-separated names of arrays in DATA holding one group label per "
+                     "sample (e.g. site,sex): the per-group section (metrics with CIs per "
+                     "group and their spread)")
+    rep.add_argument("--baseline", default=None, metavar="OLD.keras",
+                     help="the model this one replaces: both on the same data, paired deltas "
+                     "with CIs, McNemar's test, the flipped predictions")
+    rep.add_argument("--history", default=None, metavar="history.json",
+                     help="the training history as JSON {metric: [value per epoch]} (e.g. "
+                     "json.dump(model.fit(...).history, f)): the training-details section")
+    rep.add_argument("--model-card", action="store_true",
+                     help="also write a Hugging Face style model card, README.md, into --out")
     rep.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     rep.add_argument("--unsafe", action="store_true",
                      help="load the model with Keras's safe mode off (allows Lambda layers: "
@@ -101,7 +146,7 @@ _non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command; returns the exit status (0 success, 2 bad input).
+    """Run the command; returns the exit status (0 pass or warn, 1 fail, 2 bad input).
 
     Args:
         argv: the arguments without the program name (default: ``sys.argv[1:]``).
@@ -110,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         return _report(args)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 # -- the report command ---------------------------------------------------------------------------
@@ -150,6 +195,16 @@ def parse_class_names(text: str) -> list[str] | dict[int, str]:
                              f"{key + sep + name!r}: give 'a,b,c' or '0=a,1=b'")
         names[int(key)] = name.strip()
     return names
+def _keras_file(path: str, what: str) -> Path:
+    """An existing model file; a ``.keras`` one must be a zip archive."""
+    p = _existing_file(path, what)
+    if p.suffix == ".keras":
+        import zipfile
+
+        if not zipfile.is_zipfile(p):
+            raise UsageError(f"{p} is not a Keras .keras archive (a zip file); save "
+                             "the model with model.save('name.keras')")
+    return p
 
 
 def _existing_file(path: str, what: str) -> Path:
@@ -229,6 +284,37 @@ def load_arrays(path: Path, x_key: str, y_key: str
     return x, y, names.get("class_names"), names.get("feature_names")
 
 
+def load_groups(path: Path, keys: str, n: int) -> dict:
+    """The group arrays ``--groups-key`` names, read from the same archive (pickles refused).
+
+    Raises:
+        UsageError: an empty or missing key, an object array, or an array that is not one
+            label per sample.
+    """
+    import numpy as np
+
+    names = [k.strip() for k in keys.split(",") if k.strip()]
+    if not names:
+        raise UsageError(f"--groups-key names no array: {keys!r}")
+    out = {}
+    with np.load(path, allow_pickle=False) as archive:
+        for key in names:
+            if key not in archive.files:
+                raise UsageError(f"{path} has no array {key!r} (--groups-key); arrays in the "
+                                 f"archive: {sorted(archive.files)}")
+            try:
+                a = archive[key]
+            except ValueError:
+                raise UsageError(f"array {key!r} in {path} holds Python objects (a pickled/"
+                                 "object array); store group labels as numbers or fixed-width "
+                                 "strings") from None
+            if a.ndim != 1 or len(a) != n:
+                raise UsageError(f"group array {key!r} must have one label per sample, shape "
+                                 f"({n},); got {a.shape}")
+            out[key] = a
+    return out
+
+
 def load_card(path: Path) -> dict:
     """Read a YAML model card with the library's reader; UsageError when it cannot be used."""
     from keras_audit.audit.card import load_card as read_card
@@ -236,6 +322,34 @@ def load_card(path: Path) -> dict:
 
     try:
         return read_card(path)
+    except AuditInputError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def load_history(path: Path) -> dict:
+    """Read a training history saved as JSON and check it; UsageError when it is bad."""
+    import json
+
+    from keras_audit.audit.catalog import AuditInputError
+    from keras_audit.audit.training import check_history
+
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"history file {path} is not JSON: {_first_line(exc)}") from None
+    try:
+        return check_history(raw)
+    except AuditInputError as exc:
+        raise UsageError(f"history file {path}: {exc}") from None
+
+
+def load_policy(path: Path):
+    """Read and check a policy file with the library's reader; UsageError when it is bad."""
+    from keras_audit.audit.catalog import AuditInputError
+    from keras_audit.audit.policy import load_policy as read_policy
+
+    try:
+        return read_policy(path)
     except AuditInputError as exc:
         raise UsageError(str(exc)) from None
 
@@ -284,19 +398,17 @@ def _report(args) -> int:
     except ImportError as exc:
         raise UsageError(str(exc)) from None
     checks = parse_checks(args.checks)
-    model_path = _existing_file(args.model, "model")
-    if model_path.suffix == ".keras":
-        import zipfile
-
-        if not zipfile.is_zipfile(model_path):
-            raise UsageError(f"{model_path} is not a Keras .keras archive (a zip file); save "
-                             "the model with model.save('name.keras')")
+    model_path = _keras_file(args.model, "model")
     data_path = _existing_file(args.data, "data")
+    baseline_path = _keras_file(args.baseline, "baseline model") if args.baseline else None
     card = load_card(_existing_file(args.card, "card")) if args.card else None
+    policy = load_policy(_existing_file(args.policy, "policy")) if args.policy else None
+    history = load_history(_existing_file(args.history, "history")) if args.history else None
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a folder")
     x, y, archive_names, feature_names = load_arrays(data_path, args.x_key, args.y_key)
+    groups = load_groups(data_path, args.groups_key, len(x)) if args.groups_key else None
     class_names = archive_names
     if args.class_names is not None:
         class_names = parse_class_names(args.class_names)
@@ -306,7 +418,7 @@ def _report(args) -> int:
     try:
         with _native_stderr_to(native_log):
             return _audit(args, model_path, x, y, class_names, feature_names, card, checks,
-                          out_dir)
+                          out_dir, policy, groups, baseline_path, history)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(native_log)
@@ -328,13 +440,15 @@ def _load_model(path: Path, unsafe: bool):
 
 
 def _audit(args, model_path: Path, x, y, class_names, feature_names, card, checks,
-           out_dir: Path) -> int:
+           out_dir: Path, policy=None, groups=None, baseline_path: Path | None = None,
+           history=None) -> int:
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     from keras_audit.audit.report import AuditInputError, run
 
     model = _load_model(model_path, args.unsafe)
+    baseline = _load_model(baseline_path, args.unsafe) if baseline_path else None
     progress = None
     if not args.quiet:
         from functools import partial
@@ -347,15 +461,18 @@ def _audit(args, model_path: Path, x, y, class_names, feature_names, card, check
     try:
         report = run(model, x, y, class_names=class_names, checks=checks, out_dir=out_dir,
                      seed=args.seed, card=card, samples=args.samples, progress=progress,
-                     feature_names=feature_names)
+                     feature_names=feature_names, policy=policy, groups=groups,
+                     baseline=baseline, history=history)
     except AuditInputError as exc:
         raise UsageError(_first_line(exc)) from None
     html = out_dir / "report.html"
+    if args.model_card:
+        report.to_model_card(out_dir / "README.md")
     if not args.quiet:
         for line in report.summary_lines():
             print(line)
     print(f"report: {html}")
-    return 0
+    return EXIT_FAIL if report.verdict == "fail" else EXIT_OK
 
 
 if __name__ == "__main__":

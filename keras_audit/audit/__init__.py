@@ -26,6 +26,7 @@ _EXPORTS = {
     "preserved_weights": "_weights", "weights_hash": "_weights",
     "load_card": "card", "Report": "document", "run": "runner",
     "AnalysisResult": "result",
+    "group_performance": "groups", "load_policy": "policy",
     "LimeResult": "lime_analysis", "lime_explanations": "lime_analysis",
     "segment_image": "lime_analysis",
     "PerformanceResult": "performance_analysis", "performance": "performance_analysis",
@@ -48,6 +49,10 @@ def _module(name: str) -> Any:
         from keras_audit.audit import card as m
     elif name == "document":
         from keras_audit.audit import document as m
+    elif name == "groups":
+        from keras_audit.audit import groups as m
+    elif name == "policy":
+        from keras_audit.audit import policy as m
     elif name == "runner":
         from keras_audit.audit import runner as m
     elif name == "result":

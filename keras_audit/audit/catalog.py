@@ -12,8 +12,9 @@ SCHEMA_VERSION = "1.0"
 CHECKS = ("performance", "shap", "lime", "pruning", "sanity")
 DEFAULT_CHECKS = CHECKS
 #: report.json top-level keys, in order
-TOP_LEVEL_KEYS = ("schema_version", "provenance", "model", "data", "environment", "card",
-                  "performance", "explanations", "quality", "pruning", "findings", "sign_off")
+TOP_LEVEL_KEYS = ("schema_version", "verdict", "criteria", "provenance", "model", "training",
+                  "data", "environment", "card", "performance", "groups", "comparison",
+                  "explanations", "quality", "pruning", "findings", "sign_off")
 #: explanation samples when ``samples`` is None
 DEFAULT_SAMPLES = 32
 

@@ -38,7 +38,11 @@ from keras_audit.audit._views import (
 from keras_audit.audit._weights import weights_hash
 from keras_audit.audit.card import load_card
 from keras_audit.audit.catalog import DEFAULT_SAMPLES, AuditInputError, check_checks
+from keras_audit.audit.comparison import load_baseline
+from keras_audit.audit.groups import check_groups
+from keras_audit.audit.policy import load_policy
 from keras_audit.audit.progress import progress_factory
+from keras_audit.audit.training import check_history
 from keras_audit.explain import balanced_order
 from keras_audit.explain.forward import (
     CompiledForward,
@@ -78,6 +82,10 @@ class AuditContext:
             alone (the model itself for one input and one output; see ``_views``).
         heads: every output of the model with its labels (``OutputHead``).
         output: the index of the explained and evaluated output.
+        policy: the caller's criteria (``policy.Criterion``), or None for the default policy.
+        groups: ``{attribute: (N,) group labels}`` for the per-group section, or None.
+        baseline: the model being replaced (checked against ``x``), or None.
+        history: the training history ``{metric: [value per epoch]}``, or None.
     """
 
     model: keras.Model
@@ -105,6 +113,10 @@ class AuditContext:
     explained_model: keras.Model | None = None
     heads: tuple[OutputHead, ...] = ()
     output: int = 0
+    policy: tuple | None = None   # the caller's acceptance criteria (None: the default policy)
+    groups: dict[str, np.ndarray] | None = None   # attribute -> (N,) group labels (strings)
+    baseline: keras.Model | None = None   # the model being replaced, for the comparison
+    history: dict[str, list[float]] | None = None   # metric -> value per epoch, from fit
 
     # -- derived views -----------------------------------------------------------------------------
     @property
@@ -233,7 +245,9 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                   progress: bool | Callable[..., Any] | None = None,
                   feature_names: Sequence[str] | None = None,
                   options: dict | None = None,
-                  output: int | str | None = None) -> AuditContext:
+                  output: int | str | None = None, policy: Any = None,
+                  groups: Any = None, baseline: Any = None,
+                  history: Any = None) -> AuditContext:
     """Validate the inputs of ``run`` and build the context (one forward pass over ``x``).
 
     Raises:
@@ -244,6 +258,8 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
     if samples is not None:
         samples = _count(samples, "samples (a positive integer or None)", 1)
     merged = merge_options(defaults, options)
+    criteria = load_policy(policy)
+    epochs = check_history(history)
     card_dict = load_card(card)
     bars = progress_factory(progress)
     if not isinstance(model, keras.Model):
@@ -270,6 +286,8 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
         first = forward([a[:1] for a in arrays] if len(arrays) > 1 else xa[:1])
         spec = label_spec(ya, first.shape[1:])
         bg = None if background is None else _background(model, background, specs, primary)
+        group_labels = check_groups(groups, len(xa))
+        base = load_baseline(baseline, model, model_x)
         if spec.task == "regression" and class_names is not None:
             raise AuditInputError("class_names was given but the model is a regression model")
         names = class_names_for(class_names, spec)
@@ -294,7 +312,8 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                         weights_sha256=weights_hash(model), progress=bars,
                         inputs=tuple(arrays), input_specs=tuple(specs), explained_input=primary,
                         held=held, explained_model=None if view is model else view,
-                        heads=tuple(heads), output=out_idx)
+                        heads=tuple(heads), output=out_idx, policy=criteria,
+                        groups=group_labels, baseline=base, history=epochs)
 
 
 def _inputs(model: keras.Model, x, specs: list[InputSpec], what: str = "x") -> list[np.ndarray]:

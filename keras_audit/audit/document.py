@@ -42,18 +42,60 @@ class Report:
         self.figure_titles = figure_titles or {}
         self.galleries = galleries or []
 
+    # -- notebooks -------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        model = (self.content.get("model") or {}).get("name", "?")
+        crit = self.content.get("criteria") or []
+        return (f"<Report {model}: verdict {self.verdict}, {len(crit)} criteria "
+                f"({len(self.failing_criteria())} not met), {len(self.findings)} findings>")
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: the verdict and the criteria table (values escaped)."""
+        from html import escape
+
+        model = escape(str((self.content.get("model") or {}).get("name", "?")))
+        sym = {"min": "≥", "max": "≤", "equals": "="}
+        rows = "".join(
+            f"<tr><td>{escape(str(c['criterion']))}</td><td><code>{escape(c['metric'])}</code>"
+            f"</td><td>{escape(_fmt(c['value'], 6))}</td><td>{sym.get(c['comparison'], '')} "
+            f"{escape(_fmt(c['threshold'], 6))}</td><td>{escape(c['severity'])}</td>"
+            f"<td><b>{escape(c['status'])}</b></td></tr>"
+            for c in self.content.get("criteria") or [])
+        return (f"<div><p>Audit report <b>{model}</b>: verdict <b>{escape(str(self.verdict))}"
+                f"</b>, {len(self.findings)} findings</p><table><thead><tr><th>criterion</th>"
+                "<th>metric</th><th>value</th><th>bound</th><th>severity</th><th>status</th>"
+                f"</tr></thead><tbody>{rows}</tbody></table></div>")
+
     # -- reading ---------------------------------------------------------------------------------
     @property
     def findings(self) -> list[dict]:
         """The automatic findings: dicts with ``severity``, ``section`` and ``text``."""
         return self.content.get("findings", [])
 
+    @property
+    def verdict(self) -> str | None:
+        """``"pass"``, ``"warn"`` or ``"fail"``: the policy's verdict on this report."""
+        return self.content.get("verdict")
+
+    @property
+    def criteria(self) -> pd.DataFrame:
+        """One row per acceptance criterion: criterion, metric, value, threshold, comparison,
+        severity, status (pass, warn, fail, missing), section (its evidence), note."""
+        from keras_audit.audit.policy import CRITERIA_COLUMNS
+
+        return pd.DataFrame(self.content.get("criteria") or [], columns=list(CRITERIA_COLUMNS))
+
+    def failing_criteria(self) -> list[dict]:
+        """The criteria that are not met (broken or missing), in the policy's order."""
+        return [c for c in self.content.get("criteria") or [] if c["status"] != "pass"]
+
     def to_dict(self) -> dict:
         """A deep copy of the JSON content."""
         return copy.deepcopy(self.content)
 
     def summary_lines(self) -> list[str]:
-        """A few plain-text lines for a terminal: the headline metric and the warnings."""
+        """A few plain-text lines for a terminal: the headline metric, the warnings, and last
+        the verdict with the criteria not met."""
         lines = []
         perf = self.content.get("performance", {})
         if perf.get("status") == "ok" and perf.get("accuracy") is not None:
@@ -64,6 +106,11 @@ class Report:
         for f in self.findings:
             if f["severity"] in ("warning", "error"):
                 lines.append(f"{f['severity']}: {f['text']}")
+        if self.verdict is not None:
+            failing = [f"{c['criterion']} ({c['status']})" for c in self.failing_criteria()]
+            lines.append(f"verdict: {self.verdict}" + (f"; criteria not met: "
+                                                       f"{', '.join(failing)}" if failing
+                                                       else "; every criterion met"))
         return lines
 
     # -- writing ---------------------------------------------------------------------------------
@@ -86,6 +133,7 @@ class Report:
             undefined=jinja2.Undefined)
         env.filters["num"] = _fmt
         env.filters["pct"] = _pct
+        env.filters["against"] = _against
         env.filters["label"] = lambda k: str(k).replace("_", " ")
         env.filters["shape"] = lambda v: "(" + ", ".join(
             "None" if d is None else str(d) for d in v) + ("," if len(v) == 1 else "") + ")"
@@ -109,6 +157,23 @@ class Report:
         if path is not None:
             Path(path).write_text(html, encoding="utf-8")
         return html
+
+    def to_model_card(self, path: str | os.PathLike | None = None) -> str:
+        """A Hugging Face style model card (README.md): YAML front matter with ``model-index``
+        results, then the card's sections, the evaluation, groups, comparison and verdict.
+
+        Args:
+            path: where to write it (e.g. ``"README.md"``); ``None`` only returns the text.
+
+        Returns:
+            The Markdown text.
+        """
+        from keras_audit.audit.model_card import model_card_text
+
+        text = model_card_text(self.content)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
 
     def to_csv(self, folder: str | os.PathLike) -> list[Path]:
         """Write one CSV per table into ``folder``; returns the paths."""
@@ -161,6 +226,19 @@ def _fmt(v: Any, digits: int = 4) -> str:
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_fmt(i, digits) for i in v) + "]"
     return str(v)
+
+
+def _against(v: Any, bound: Any) -> str:
+    """A value shown next to its bound: 4 decimals, more when 4 would make it read as the
+    bound itself (0.05004 against 0.05, not 0.0500)."""
+    number = isinstance(v, int | float | np.number) and not isinstance(v, bool | np.bool_)
+    if not number or not isinstance(bound, int | float) or isinstance(bound, bool):
+        return _fmt(v)
+    for digits in range(4, 10):
+        text = _fmt(v, digits)
+        if v == bound or text == "–" or float(text) != float(bound):
+            return text
+    return repr(v)
 
 
 def _pct(v: Any) -> str:

@@ -94,6 +94,7 @@ class LimeResult(AnalysisResult):
     explanations: list = field(default_factory=list)
 
 
+
 def segment_image(image: np.ndarray, segmentation: str | Callable = "auto",
                   n_segments: int | None = None) -> np.ndarray:
     """Superpixels of one image, labelled ``0..S-1``.

@@ -62,6 +62,7 @@ class PerformanceResult(AnalysisResult):
     task: str
 
 
+
 def performance(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
                 class_names: Sequence[str] | None = None, batch_size: int = 256,
                 n_bootstrap: int = 200, seed: int = 0, task: str | None = None,
@@ -198,8 +199,10 @@ def _classification(result: PerformanceResult, spec: LabelSpec, probs: np.ndarra
     result.tables["calibration"] = calib
 
     if n_bootstrap:
-        acc_ci, f1_ci = _bootstrap(y_true, y_pred, present, n_bootstrap, seed)
+        acc_ci, f1_ci, recall_ci = _bootstrap(y_true, y_pred, present, n_bootstrap, seed,
+                                              spec.n_classes)
         m["accuracy_ci95"], m["macro_f1_ci95"] = acc_ci, f1_ci
+        per_class["recall_ci_low"], per_class["recall_ci_high"] = recall_ci
         m["bootstrap"] = {"resamples": int(n_bootstrap), "seed": int(seed),
                           "method": "percentile"}
 
@@ -224,19 +227,32 @@ def _roc(y_true: np.ndarray, probs: np.ndarray, labels: np.ndarray):
 
 
 def _bootstrap(y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray, n: int,
-               seed: int) -> tuple[list[float], list[float]]:
-    """Percentile 95% intervals of accuracy and macro-F1 over ``n`` resamples of the samples."""
+               seed: int, n_classes: int | None = None
+               ) -> tuple[list[float], list[float], tuple[np.ndarray, np.ndarray]]:
+    """Percentile 95% intervals of accuracy, macro-F1 and each class's recall over ``n``
+    resamples of the samples (a class missing from a resample is left out of its interval;
+    NaN for a class y lacks)."""
     rng = np.random.default_rng(seed)
     correct = y_true == y_pred
+    k = int(n_classes or (int(y_true.max()) + 1 if len(y_true) else 0))
     accs, f1s = np.empty(n), np.empty(n)
+    recalls = np.full((n, k), np.nan)
     for b in range(n):  # one resample at a time: no (n, N) index matrix for large N
         i = rng.integers(0, len(y_true), size=len(y_true))
         accs[b] = correct[i].mean()
         f1s[b] = skm.f1_score(y_true[i], y_pred[i], labels=labels, average="macro",
                               zero_division=0)
+        support = np.bincount(y_true[i], minlength=k)
+        hits = np.bincount(y_true[i], weights=correct[i], minlength=k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recalls[b] = np.where(support > 0, hits / np.maximum(support, 1), np.nan)
     q = [2.5, 97.5]
+    seen = np.isfinite(recalls).any(axis=0)
+    low, high = np.full(k, np.nan), np.full(k, np.nan)
+    if seen.any():
+        low[seen], high[seen] = np.nanpercentile(recalls[:, seen], q, axis=0)
     return ([float(v) for v in np.percentile(accs, q)],
-            [float(v) for v in np.percentile(f1s, q)])
+            [float(v) for v in np.percentile(f1s, q)], (low, high))
 
 
 # -- regression ----------------------------------------------------------------------------------

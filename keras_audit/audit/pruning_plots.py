@@ -83,6 +83,7 @@ def _curves(table: pd.DataFrame, column: str, ylabel: str, ylim=None,
 def _heatmap(table: pd.DataFrame, metric: str = "accuracy"):
     grid = table.pivot_table(index="layer", columns="sparsity", values=f"delta_{metric}",
                              aggfunc="mean", sort=False)
+    grid = grid[sorted(grid.columns)]  # per-layer levels join the global ones in order
     if GLOBAL in grid.index:  # global first, then the layers in call order
         grid = grid.loc[[GLOBAL] + [i for i in grid.index if i != GLOBAL]]
     fig = new_figure((max(4.5, 0.55 * grid.shape[1] + 2.5), max(2.2, 0.4 * grid.shape[0] + 1.4)))

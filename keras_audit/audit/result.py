@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import numpy as np
+from keras_audit.audit._repr import describe
 
 
 @dataclass(kw_only=True, repr=False)
@@ -34,21 +34,5 @@ class AnalysisResult:
         """A one-line summary: arrays and tables by shape, dicts by their keys."""
         common = ("metrics", "tables", "figures", "metadata")
         names = [f.name for f in fields(self) if f.name not in common] + list(common)
-        parts = [f"{n}={_short(getattr(self, n))}" for n in names]
+        parts = [f"{n}={describe(getattr(self, n))}" for n in names]
         return f"{type(self).__name__}({', '.join(parts)})"
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        return f"<array {value.shape} {value.dtype}>"
-    if hasattr(value, "shape") and hasattr(value, "columns"):  # a DataFrame
-        return f"<table {value.shape[0]}x{value.shape[1]}>"
-    if isinstance(value, dict):
-        keys = list(value)
-        return "{" + ", ".join(map(str, keys[:6])) + (", ..." if len(keys) > 6 else "") + "}"
-    if isinstance(value, list | tuple):
-        return f"<{len(value)} items>"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

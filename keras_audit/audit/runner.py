@@ -22,6 +22,8 @@ from keras_audit.audit.catalog import DEFAULT_CHECKS, SCHEMA_VERSION, TOP_LEVEL_
 from keras_audit.audit.context import AuditContext, build_context, out_dir_path
 from keras_audit.audit.document import Report
 from keras_audit.audit.environment import environment
+from keras_audit.audit.gate import verdict_of
+from keras_audit.audit.policy import CRITERIA_COLUMNS
 from keras_audit.audit.section import Section
 from keras_audit.audit.sections import DEFAULT_OPTIONS, TABLE
 from keras_audit.audit.serialize import jsonable
@@ -40,7 +42,10 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         seed: int = 0, card: dict | str | os.PathLike | None = None, samples: int | None = None,
         progress: bool | Callable[..., Any] | None = None, *,
         feature_names: Sequence[str] | None = None,
-        options: dict | None = None, output: int | str | None = None) -> Report:
+        options: dict | None = None, output: int | str | None = None,
+        policy: Any = None, groups: Any = None,
+        baseline: keras.Model | str | os.PathLike | None = None,
+        history: Any = None) -> Report:
     """Audit ``model`` on ``(x, y)`` and write the compliance report into ``out_dir``.
 
     Args:
@@ -81,6 +86,22 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
             evaluated (``None``: the first); ``class_names`` name its classes. The
             performance section also evaluates every labelled output
             (``performance.outputs.<name>``).
+        policy: the acceptance criteria (see ``keras_audit.audit.policy``): a list of
+            criteria, a dict ``{"criteria": [...]}`` or a YAML file path; each bounds a
+            dotted path into report.json (``min``, ``max`` or ``equals``) with severity
+            ``fail`` or ``warn``. ``None`` applies the default policy (the report's fixed
+            thresholds, as warnings). The result is ``Report.verdict`` and ``Report.criteria``.
+        groups: ``{attribute: (N,) labels}`` or a pandas DataFrame (one column per
+            attribute): the per-group section (metrics with bootstrap CIs per group, and
+            ``min``, ``max``, ``max_difference``, ``min_ratio`` across groups, as fairlearn's
+            MetricFrame defines them), e.g. ``groups.site.min.accuracy`` in a policy.
+        baseline: the model this one replaces (a ``keras.Model`` or a ``.keras`` path,
+            loaded in safe mode): both on the same data, ``comparison.delta.<metric>``
+            (candidate minus baseline) with paired-bootstrap CIs, McNemar's exact test, the
+            flipped predictions, and per-group deltas with ``groups``.
+        history: the ``keras.callbacks.History`` that ``fit`` returned (or its ``.history``
+            dict): the training-details section (curves, epochs run, best epoch); the
+            optimizer and loss are read from the compiled model either way.
 
     Returns:
         The ``Report`` (``to_html``, ``to_json``, ``tables``, ``content``).
@@ -89,8 +110,9 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         AuditInputError (a ValueError), before any analysis runs: an unknown check (the message
             lists the valid ones), ``x`` the model cannot take, ``y`` that does not match ``x``
             or the model's output, wrong ``class_names``/``feature_names``, a bad ``card``,
-            ``seed``, ``samples`` or ``options``, an unknown ``output``, labels that do not
-            match the outputs, or an ``out_dir`` that cannot be created.
+            ``seed``, ``samples``, ``options``, ``policy``, ``groups``, ``baseline`` or
+            ``history``, an unknown ``output``, labels that do not match the outputs, or an
+            ``out_dir`` that cannot be created.
         RuntimeError: the weights changed during the audit (a bug; never expected).
 
     An analysis that fails while running is recorded in its section (``status: "failed"``
@@ -99,7 +121,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
     ctx = build_context(model, x, y, defaults=DEFAULT_OPTIONS, class_names=class_names,
                         background=background, checks=checks, seed=seed, card=card,
                         samples=samples, progress=progress, feature_names=feature_names,
-                        options=options, output=output)
+                        options=options, output=output, policy=policy, groups=groups,
+                        baseline=baseline, history=history)
     folder = out_dir_path(out_dir)
     with preserved_weights(model, verify=True):
         sections = [module.build(ctx, ctx.options) for module in TABLE]
@@ -147,4 +170,9 @@ def assemble(ctx: AuditContext, sections: Sequence[Section]) -> Report:
     ordered = {k: content.get(k) for k in TOP_LEVEL_KEYS if k != "schema_version"}
     ordered.update({k: v for k, v in content.items() if k not in ordered})
     final = {"schema_version": SCHEMA_VERSION, **jsonable(ordered)}
+    # the criteria read the finished JSON, so they bound exactly what report.json says
+    verdict, rows, source = verdict_of(ctx, final, tuple(sec.key for sec in sections))
+    final["verdict"], final["criteria"] = verdict, rows  # placeholders: keys keep their order
+    final["provenance"]["policy"] = source
+    tables["criteria"] = pd.DataFrame(rows, columns=list(CRITERIA_COLUMNS))
     return Report(final, tables, figures, titles, galleries)

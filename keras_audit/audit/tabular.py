@@ -184,6 +184,7 @@ class SurrogateResult(AnalysisResult):
         self.metrics.setdefault("fidelity", float(self.fidelity))
 
 
+
 def surrogate_tree(model: keras.Model, x: tf.Tensor | ArrayLike,
                    feature_names: Sequence[str] | None = None,
                    max_depth: int = 3, seed: int = 0, class_names: Sequence[str] | None = None,

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 from keras_audit.audit.sections import (
     card,
+    comparison,
     data,
     explanations,
+    groups,
     model_details,
     performance,
     provenance,
     pruning,
     quality,
     sign_off,
+    training,
 )
 
 #: the section modules, in report order
-TABLE = (provenance, model_details, card, data, performance, explanations, quality, pruning,
-         sign_off)
+TABLE = (provenance, model_details, training, card, data, performance, groups, comparison,
+         explanations, quality, pruning, sign_off)
 #: (anchor, heading) of the report's sections, in order
 SECTIONS = tuple((m.KEY, m.TITLE) for m in TABLE)
 #: per-analysis settings; ``run(options=...)`` overrides them key by key

@@ -79,6 +79,14 @@ def _head(ctx: AuditContext, opts: dict, head, part: dict) -> None:
                                                            "model_bytes")}
     part.update({"status": "ok", "task": res.task, "explained": head.index == ctx.output,
                  **metrics})
+def beyond(value: float, bound: float, digits: int = 3) -> str:
+    """``value`` with enough decimals that it reads differently from ``bound`` (0.0504, not
+    0.050 next to a bound of 0.05)."""
+    for d in range(digits, 10):
+        text = f"{value:.{d}f}"
+        if float(text) != bound:
+            return text
+    return repr(value)
 
 
 def _findings(sec: Section, res) -> None:
@@ -96,9 +104,17 @@ def _findings(sec: Section, res) -> None:
     if per_class is not None:
         for row in per_class.to_dict(orient="records"):
             if row["support"] > 0 and row["recall"] < acc - RECALL_GAP:
-                sec.finding("warning", f"recall of class {row['class']} is "
-                            f"{row['recall']:.2f} (overall accuracy {acc:.2f})")
+                # a warning only when the whole interval lies below the bar; else a note
+                high = row.get("recall_ci_high")
+                sure = high is None or high != high or high < acc - RECALL_GAP
+                ci = ("" if high is None or high != high else
+                      f", 95% CI {row['recall_ci_low']:.2f}–{high:.2f}")
+                sec.finding("warning" if sure else "info",
+                            f"recall of class {row['class']} is {row['recall']:.2f}{ci} on "
+                            f"{int(row['support'])} samples (overall accuracy {acc:.2f})"
+                            + ("" if sure else ": the interval reaches the bar, so this may "
+                               "be chance"))
     ece = c.get("ece")
     if ece is not None and ece > ECE_WARNING:
         sec.finding("warning", f"the model is miscalibrated: expected calibration error "
-                    f"{ece:.3f} (above {ECE_WARNING})")
+                    f"{beyond(ece, ECE_WARNING)} (above {ECE_WARNING})")

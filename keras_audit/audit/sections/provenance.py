@@ -34,7 +34,8 @@ def build(ctx: AuditContext, options: dict) -> Section:
                               "background": background, "seed": ctx.seed,
                               "settings": settings, "card": ctx.card,
                               "class_names": ctx.names,
-                              "feature_names": ctx.feature_names}, sort_keys=True)
+                              "feature_names": ctx.feature_names, **_gate_inputs(ctx)},
+                             sort_keys=True)
     sec.content = {
         "report_id": "KA-" + hashlib.sha256(fingerprint.encode()).hexdigest()[:16].upper(),
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -58,3 +59,15 @@ def _hash_all(arrays) -> str:
     if len(hashes) == 1:
         return hashes[0]
     return hashlib.sha256("|".join(hashes).encode()).hexdigest()
+def _gate_inputs(ctx: AuditContext) -> dict:
+    """The policy, groups and baseline, when given: they change the report, so its id."""
+    from keras_audit.audit._weights import weights_hash
+
+    out: dict = {}
+    if ctx.policy is not None:
+        out["policy"] = [c.to_dict() for c in ctx.policy]
+    if ctx.groups:
+        out["groups"] = {k: array_hash(v) for k, v in ctx.groups.items()}
+    if ctx.baseline is not None:
+        out["baseline"] = weights_hash(ctx.baseline)
+    return out
