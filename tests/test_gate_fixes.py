@@ -7,7 +7,8 @@ import pandas as pd
 
 
 def test_pruning_heatmap_sparsities_in_order():
-    from keras_audit.audit.pruning import GLOBAL, pruning_figures
+    from keras_audit.audit.pruning import GLOBAL
+    from keras_audit.audit.pruning_plots import pruning_figures
 
     rows = [{"scope": "global", "layer": GLOBAL, "sparsity": s, "accuracy": 1 - s / 2,
              "delta_accuracy": -s / 2} for s in (0.0, 0.5, 0.9)]
