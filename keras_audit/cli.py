@@ -4,7 +4,8 @@
 
     keras-audit report MODEL.keras --data DATA.npz --out DIR [--x-key x] [--y-key y]
                 [--class-names a,b,c] [--checks performance,shap,lime,pruning,sanity]
-                [--samples N] [--seed S] [--card card.yaml] [--quiet] [--unsafe]
+                [--samples N] [--seed S] [--card card.yaml] [--reference TRAIN.npz]
+                [--quiet] [--unsafe]
     keras-audit --version
 
 Every check that needs no TensorFlow (arguments, files, the arrays, the card) runs before
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keras_audit import __version__
-from keras_audit.audit.catalog import CHECKS
+from keras_audit.audit.catalog import CHECKS, DEFAULT_CHECKS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,8 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--class-names", default=None, metavar="A,B,C",
                      help="comma-separated class names (default: the archive's 'class_names' "
                      "array, else 0, 1, ...)")
-    rep.add_argument("--checks", default=",".join(CHECKS), metavar="LIST",
-                     help=f"comma-separated analyses to run (default: all: {','.join(CHECKS)})")
+    rep.add_argument("--checks", default=",".join(DEFAULT_CHECKS), metavar="LIST",
+                     help=f"comma-separated analyses to run, from {','.join(CHECKS)} "
+                     f"(default: {','.join(DEFAULT_CHECKS)}; shift needs --reference)")
+    rep.add_argument("--reference", default=None, metavar="TRAIN.npz",
+                     help="reference (training) inputs for the shift check: an .npz archive "
+                     "with an array named like --x-key")
     rep.add_argument("--samples", type=_positive_int, default=None, metavar="N",
                      help="how many samples the explanation analyses use (default: 32)")
     rep.add_argument("--seed", type=_non_negative_int, default=0, metavar="S",
@@ -207,6 +212,31 @@ def load_arrays(path: Path, x_key: str, y_key: str
     return x, y, names.get("class_names"), names.get("feature_names")
 
 
+def load_reference(path: Path, x_key: str) -> np.ndarray:
+    """The reference inputs: array ``x_key`` of an ``.npz`` archive (pickles refused).
+
+    Raises:
+        UsageError: not an .npz archive, no such array, or a non-numeric array.
+    """
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if x_key not in archive.files:
+                raise UsageError(f"{path} has no array {x_key!r}; arrays in the archive: "
+                                 f"{sorted(archive.files)} (choose with --x-key)")
+            ref = archive[x_key]
+    except UsageError:
+        raise
+    except (ValueError, OSError, EOFError, AttributeError) as exc:
+        raise UsageError(f"--reference {path} could not be read as a NumPy .npz archive of "
+                         f"plain arrays: {_first_line(exc)}") from None
+    if ref.dtype.kind not in "biuf" or ref.ndim == 0:
+        raise UsageError(f"array {x_key!r} in {path} must be a numeric batch; got dtype "
+                         f"{ref.dtype} and shape {ref.shape}")
+    return ref
+
+
 def load_card(path: Path) -> dict:
     """Read a YAML model card with the library's reader; UsageError when it cannot be used."""
     from keras_audit.audit.card import load_card as read_card
@@ -269,6 +299,11 @@ def _report(args) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a folder")
     x, y, archive_names, feature_names = load_arrays(data_path, args.x_key, args.y_key)
+    reference = None
+    if args.reference:
+        reference = load_reference(_existing_file(args.reference, "reference"), args.x_key)
+    elif "shift" in checks:
+        raise UsageError("the shift check needs --reference TRAIN.npz (the training inputs)")
     class_names = archive_names
     if args.class_names is not None:
         class_names = [c.strip() for c in args.class_names.split(",")]
@@ -280,7 +315,7 @@ def _report(args) -> int:
     try:
         with _native_stderr_to(native_log):
             return _audit(args, model_path, x, y, class_names, feature_names, card, checks,
-                          out_dir)
+                          out_dir, reference)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(native_log)
@@ -302,7 +337,7 @@ def _load_model(path: Path, unsafe: bool):
 
 
 def _audit(args, model_path: Path, x, y, class_names, feature_names, card, checks,
-           out_dir: Path) -> int:
+           out_dir: Path, reference=None) -> int:
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -321,7 +356,7 @@ def _audit(args, model_path: Path, x, y, class_names, feature_names, card, check
     try:
         report = run(model, x, y, class_names=class_names, checks=checks, out_dir=out_dir,
                      seed=args.seed, card=card, samples=args.samples, progress=progress,
-                     feature_names=feature_names)
+                     feature_names=feature_names, reference=reference)
     except AuditInputError as exc:
         raise UsageError(_first_line(exc)) from None
     html = out_dir / "report.html"

@@ -8,7 +8,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from keras_audit.audit._weights import weights_hash
-from keras_audit.audit.adversarial import (
+from keras_audit.audit.adversarial_analysis import (
     adversarial,
     adversarial_examples,
     adversarial_figure,

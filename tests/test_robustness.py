@@ -9,7 +9,12 @@ import pytest
 
 from keras_audit.audit._weights import weights_hash
 from keras_audit.audit.corruptions import IMAGE_CORRUPTIONS
-from keras_audit.audit.robustness import COLUMNS, robustness, robustness_figures, worst_case
+from keras_audit.audit.robustness_analysis import (
+    COLUMNS,
+    robustness,
+    robustness_figures,
+    worst_case,
+)
 
 
 def digest(a):

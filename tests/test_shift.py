@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_audit.audit.corruptions import corrupt
-from keras_audit.audit.shift import mmd_test, ood_scores, penultimate_layer, shift
+from keras_audit.audit.shift_analysis import mmd_test, ood_scores, penultimate_layer, shift
 
 
 def digest(a):

@@ -53,6 +53,7 @@ class AuditContext:
         checks, options, seed, card, samples_requested: the caller's settings, validated.
         weights_sha256: the weights' hash before any analysis ran.
         progress: the progress-bar factory.
+        reference: the reference (training) inputs for the shift section, or None.
     """
 
     model: keras.Model
@@ -73,6 +74,7 @@ class AuditContext:
     samples_requested: int | None
     weights_sha256: str
     progress: Callable[..., Any]
+    reference: np.ndarray | None = None  # the training inputs the shift section compares with
 
     # -- derived views -----------------------------------------------------------------------------
     @property
@@ -195,7 +197,8 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                   card: dict | str | os.PathLike | None = None, samples: int | None = None,
                   progress: bool | Callable[..., Any] | None = None,
                   feature_names: Sequence[str] | None = None,
-                  options: dict | None = None) -> AuditContext:
+                  options: dict | None = None,
+                  reference: ArrayLike | None = None) -> AuditContext:
     """Validate the inputs of ``run`` and build the context (one forward pass over ``x``).
 
     Raises:
@@ -219,6 +222,10 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
         first = forward(xa[:1])
         spec = label_spec(ya, first.shape[1:])
         bg = None if background is None else check_batch(model, background, "background")
+        ref = None if reference is None else check_batch(model, reference, "reference")
+        if "shift" in checks and ref is None:
+            raise AuditInputError("the shift check needs reference= (e.g. the training "
+                                  "inputs) to compare the audit data with")
         if spec.task == "regression" and class_names is not None:
             raise AuditInputError("class_names was given but the model is a regression model")
         names = class_names_for(class_names, spec)
@@ -239,7 +246,7 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                         feature_names=features, forward=forward, outputs=outputs,
                         explain_idx=explain_idx, background=bg, checks=checks, options=merged,
                         seed=seed, card=card_dict, samples_requested=samples,
-                        weights_sha256=weights_hash(model), progress=bars)
+                        weights_sha256=weights_hash(model), progress=bars, reference=ref)
 
 
 def _feature_names(feature_names, kind: str, x: np.ndarray) -> list[str] | None:

@@ -40,7 +40,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         seed: int = 0, card: dict | str | os.PathLike | None = None, samples: int | None = None,
         progress: bool | Callable[..., Any] | None = None, *,
         feature_names: Sequence[str] | None = None,
-        options: dict | None = None) -> Report:
+        options: dict | None = None,
+        reference: tf.Tensor | ArrayLike | None = None) -> Report:
     """Audit ``model`` on ``(x, y)`` and write the compliance report into ``out_dir``.
 
     Args:
@@ -57,7 +58,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
             (each also brings the model-level explanations: Grad-CAM and saliency galleries
             for images; permutation importance and a surrogate tree for tables),
             ``"pruning"`` and ``"sanity"`` (the randomisation test and deletion/insertion
-            AUCs). Provenance, model details, card, data and sign-off are always there.
+            AUCs); on request also ``"robustness"`` (corruptions), ``"adversarial"`` (FGSM
+            and PGD) and ``"shift"`` (needs ``reference``). Provenance, model details, card, data and sign-off are always there.
         out_dir: the folder for ``report.html``, ``report.json`` and ``tables/*.csv``;
             ``None`` writes nothing (use the returned ``Report``).
         seed: seeds every random choice (sample selection, bootstrap, SHAP/LIME, pruning).
@@ -70,6 +72,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         feature_names: names of the columns of tabular ``x``.
         options: per-analysis settings overriding ``DEFAULT_OPTIONS`` group by group, e.g.
             ``{"pruning": {"sparsities": (0, 0.5, 0.9)}, "lime": {"num_samples": 300}}``.
+        reference: the reference (training) inputs the ``"shift"`` check compares ``x`` with
+            (required by that check).
 
     Returns:
         The ``Report`` (``to_html``, ``to_json``, ``tables``, ``content``).
@@ -78,7 +82,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         AuditInputError (a ValueError), before any analysis runs: an unknown check (the message
             lists the valid ones), ``x`` the model cannot take, ``y`` that does not match ``x``
             or the model's output, wrong ``class_names``/``feature_names``, a bad ``card``,
-            ``seed``, ``samples`` or ``options``, or an ``out_dir`` that cannot be created.
+            ``seed``, ``samples``, ``options`` or ``reference``, the ``"shift"`` check without
+            ``reference``, or an ``out_dir`` that cannot be created.
         RuntimeError: the weights changed during the audit (a bug; never expected).
 
     An analysis that fails while running is recorded in its section (``status: "failed"``
@@ -87,7 +92,7 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
     ctx = build_context(model, x, y, defaults=DEFAULT_OPTIONS, class_names=class_names,
                         background=background, checks=checks, seed=seed, card=card,
                         samples=samples, progress=progress, feature_names=feature_names,
-                        options=options)
+                        options=options, reference=reference)
     folder = out_dir_path(out_dir)
     with preserved_weights(model, verify=True):
         sections = [module.build(ctx, ctx.options) for module in TABLE]

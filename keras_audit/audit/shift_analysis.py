@@ -278,8 +278,8 @@ def shift_figures(result: ShiftResult, feature_names: list[str] | None = None) -
         figs["ood_histograms"] = fig
     if result.ks is not None and len(result.ks):
         top = result.ks.head(10).iloc[::-1]
-        names = [feature_names[int(f)] if feature_names else f"x{int(f)}"
-                 for f in top["feature"]]
+        names = [feature_names[int(f)] if feature_names else
+                 f if isinstance(f, str) else f"x{int(f)}" for f in top["feature"]]
         fig = new_figure((5.6, 0.3 * len(top) + 1.2))
         ax = fig.add_subplot()
         ax.barh(names, top["statistic"], color="#1f5fa8")
