@@ -6,7 +6,7 @@
                 [--class-names a,b,c] [--checks performance,shap,lime,pruning,sanity]
                 [--samples N] [--seed S] [--card card.yaml] [--policy policy.yaml]
                 [--groups-key g1,g2] [--baseline OLD.keras] [--history history.json]
-                [--model-card]
+                [--model-card] [--reference TRAIN.npz]
                 [--quiet] [--unsafe]
     keras-audit --version
 
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keras_audit import __version__
-from keras_audit.audit.catalog import CHECKS
+from keras_audit.audit.catalog import CHECKS, DEFAULT_CHECKS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -94,8 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--class-names", default=None, metavar="A,B,C",
                      help="comma-separated class names in class-id order, or id=name pairs "
                      "(0=cat,1=dog) (default: the archive's 'class_names' array, else 0, 1, ...)")
-    rep.add_argument("--checks", default=",".join(CHECKS), metavar="LIST",
-                     help=f"comma-separated analyses to run (default: all: {','.join(CHECKS)})")
+    rep.add_argument("--checks", default=",".join(DEFAULT_CHECKS), metavar="LIST",
+                     help=f"comma-separated analyses to run, from {','.join(CHECKS)} "
+                     f"(default: {','.join(DEFAULT_CHECKS)}; shift needs --reference)")
+    rep.add_argument("--reference", default=None, metavar="TRAIN.npz",
+                     help="reference (training) inputs for the shift check: an .npz archive "
+                     "with an array named like --x-key")
     rep.add_argument("--samples", type=_positive_int, default=None, metavar="N",
                      help="how many samples the explanation analyses use (default: 32)")
     rep.add_argument("--seed", type=_non_negative_int, default=0, metavar="S",
@@ -313,6 +317,29 @@ def load_groups(path: Path, keys: str, n: int) -> dict:
                                  f"({n},); got {a.shape}")
             out[key] = a
     return out
+def load_reference(path: Path, x_key: str) -> np.ndarray:
+    """The reference inputs: array ``x_key`` of an ``.npz`` archive (pickles refused).
+
+    Raises:
+        UsageError: not an .npz archive, no such array, or a non-numeric array.
+    """
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if x_key not in archive.files:
+                raise UsageError(f"{path} has no array {x_key!r}; arrays in the archive: "
+                                 f"{sorted(archive.files)} (choose with --x-key)")
+            ref = archive[x_key]
+    except UsageError:
+        raise
+    except (ValueError, OSError, EOFError, AttributeError) as exc:
+        raise UsageError(f"--reference {path} could not be read as a NumPy .npz archive of "
+                         f"plain arrays: {_first_line(exc)}") from None
+    if ref.dtype.kind not in "biuf" or ref.ndim == 0:
+        raise UsageError(f"array {x_key!r} in {path} must be a numeric batch; got dtype "
+                         f"{ref.dtype} and shape {ref.shape}")
+    return ref
 
 
 def load_card(path: Path) -> dict:
@@ -409,6 +436,11 @@ def _report(args) -> int:
         raise UsageError(f"--out {out_dir} exists and is not a folder")
     x, y, archive_names, feature_names = load_arrays(data_path, args.x_key, args.y_key)
     groups = load_groups(data_path, args.groups_key, len(x)) if args.groups_key else None
+    reference = None
+    if args.reference:
+        reference = load_reference(_existing_file(args.reference, "reference"), args.x_key)
+    elif "shift" in checks:
+        raise UsageError("the shift check needs --reference TRAIN.npz (the training inputs)")
     class_names = archive_names
     if args.class_names is not None:
         class_names = parse_class_names(args.class_names)
@@ -418,7 +450,7 @@ def _report(args) -> int:
     try:
         with _native_stderr_to(native_log):
             return _audit(args, model_path, x, y, class_names, feature_names, card, checks,
-                          out_dir, policy, groups, baseline_path, history)
+                          out_dir, policy, groups, baseline_path, history, reference)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(native_log)
@@ -441,7 +473,7 @@ def _load_model(path: Path, unsafe: bool):
 
 def _audit(args, model_path: Path, x, y, class_names, feature_names, card, checks,
            out_dir: Path, policy=None, groups=None, baseline_path: Path | None = None,
-           history=None) -> int:
+           history=None, reference=None) -> int:
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -462,7 +494,7 @@ def _audit(args, model_path: Path, x, y, class_names, feature_names, card, check
         report = run(model, x, y, class_names=class_names, checks=checks, out_dir=out_dir,
                      seed=args.seed, card=card, samples=args.samples, progress=progress,
                      feature_names=feature_names, policy=policy, groups=groups,
-                     baseline=baseline, history=history)
+                     baseline=baseline, history=history, reference=reference)
     except AuditInputError as exc:
         raise UsageError(_first_line(exc)) from None
     html = out_dir / "report.html"

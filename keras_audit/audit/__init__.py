@@ -37,6 +37,13 @@ _EXPORTS = {
     "shap_values": "shap_analysis",
     "SurrogateResult": "tabular", "permutation_importance": "tabular",
     "surrogate_tree": "tabular",
+    "robustness": "robustness_analysis", "robustness_figures": "robustness_analysis",
+    "corrupt": "corruptions", "IMAGE_CORRUPTIONS": "corruptions",
+    "TABLE_CORRUPTIONS": "corruptions",
+    "adversarial": "adversarial_analysis", "adversarial_examples": "adversarial_analysis",
+    "adversarial_figure": "adversarial_analysis",
+    "ShiftResult": "shift_analysis", "shift": "shift_analysis",
+    "shift_figures": "shift_analysis",
 }
 
 
@@ -69,6 +76,14 @@ def _module(name: str) -> Any:
         from keras_audit.audit import quality as m
     elif name == "shap_analysis":
         from keras_audit.audit import shap_analysis as m
+    elif name == "robustness_analysis":
+        from keras_audit.audit import robustness_analysis as m
+    elif name == "corruptions":
+        from keras_audit.audit import corruptions as m
+    elif name == "adversarial_analysis":
+        from keras_audit.audit import adversarial_analysis as m
+    elif name == "shift_analysis":
+        from keras_audit.audit import shift_analysis as m
     else:
         from keras_audit.audit import tabular as m
     return m

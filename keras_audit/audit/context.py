@@ -86,6 +86,7 @@ class AuditContext:
         groups: ``{attribute: (N,) group labels}`` for the per-group section, or None.
         baseline: the model being replaced (checked against ``x``), or None.
         history: the training history ``{metric: [value per epoch]}``, or None.
+        reference: the reference (training) inputs for the shift section, or None.
     """
 
     model: keras.Model
@@ -117,6 +118,7 @@ class AuditContext:
     groups: dict[str, np.ndarray] | None = None   # attribute -> (N,) group labels (strings)
     baseline: keras.Model | None = None   # the model being replaced, for the comparison
     history: dict[str, list[float]] | None = None   # metric -> value per epoch, from fit
+    reference: np.ndarray | None = None  # the training inputs the shift section compares with
 
     # -- derived views -----------------------------------------------------------------------------
     @property
@@ -247,7 +249,8 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                   options: dict | None = None,
                   output: int | str | None = None, policy: Any = None,
                   groups: Any = None, baseline: Any = None,
-                  history: Any = None) -> AuditContext:
+                  history: Any = None,
+                  reference: ArrayLike | None = None) -> AuditContext:
     """Validate the inputs of ``run`` and build the context (one forward pass over ``x``).
 
     Raises:
@@ -288,6 +291,10 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
         bg = None if background is None else _background(model, background, specs, primary)
         group_labels = check_groups(groups, len(xa))
         base = load_baseline(baseline, model, model_x)
+        ref = None if reference is None else check_batch(model, reference, "reference")
+        if "shift" in checks and ref is None:
+            raise AuditInputError("the shift check needs reference= (e.g. the training "
+                                  "inputs) to compare the audit data with")
         if spec.task == "regression" and class_names is not None:
             raise AuditInputError("class_names was given but the model is a regression model")
         names = class_names_for(class_names, spec)
@@ -313,7 +320,7 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                         inputs=tuple(arrays), input_specs=tuple(specs), explained_input=primary,
                         held=held, explained_model=None if view is model else view,
                         heads=tuple(heads), output=out_idx, policy=criteria,
-                        groups=group_labels, baseline=base, history=epochs)
+                        groups=group_labels, baseline=base, history=epochs, reference=ref)
 
 
 def _inputs(model: keras.Model, x, specs: list[InputSpec], what: str = "x") -> list[np.ndarray]:

@@ -45,7 +45,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         options: dict | None = None, output: int | str | None = None,
         policy: Any = None, groups: Any = None,
         baseline: keras.Model | str | os.PathLike | None = None,
-        history: Any = None) -> Report:
+        history: Any = None,
+        reference: tf.Tensor | ArrayLike | None = None) -> Report:
     """Audit ``model`` on ``(x, y)`` and write the compliance report into ``out_dir``.
 
     Args:
@@ -69,7 +70,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
             (each also brings the model-level explanations: Grad-CAM and saliency galleries
             for images; permutation importance and a surrogate tree for tables),
             ``"pruning"`` and ``"sanity"`` (the randomisation test and deletion/insertion
-            AUCs). Provenance, model details, card, data and sign-off are always there.
+            AUCs); on request also ``"robustness"`` (corruptions), ``"adversarial"`` (FGSM
+            and PGD) and ``"shift"`` (needs ``reference``). Provenance, model details, card, data and sign-off are always there.
         out_dir: the folder for ``report.html``, ``report.json`` and ``tables/*.csv``;
             ``None`` writes nothing (use the returned ``Report``).
         seed: seeds every random choice (sample selection, bootstrap, SHAP/LIME, pruning).
@@ -102,6 +104,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         history: the ``keras.callbacks.History`` that ``fit`` returned (or its ``.history``
             dict): the training-details section (curves, epochs run, best epoch); the
             optimizer and loss are read from the compiled model either way.
+        reference: the reference (training) inputs the ``"shift"`` check compares ``x`` with
+            (required by that check).
 
     Returns:
         The ``Report`` (``to_html``, ``to_json``, ``tables``, ``content``).
@@ -110,9 +114,10 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         AuditInputError (a ValueError), before any analysis runs: an unknown check (the message
             lists the valid ones), ``x`` the model cannot take, ``y`` that does not match ``x``
             or the model's output, wrong ``class_names``/``feature_names``, a bad ``card``,
-            ``seed``, ``samples``, ``options``, ``policy``, ``groups``, ``baseline`` or
-            ``history``, an unknown ``output``, labels that do not match the outputs, or an
-            ``out_dir`` that cannot be created.
+            ``seed``, ``samples``, ``options``, ``policy``, ``groups``, ``baseline``,
+            ``history`` or ``reference``, the ``"shift"`` check without ``reference``, an
+            unknown ``output``, labels that do not match the outputs, or an ``out_dir`` that
+            cannot be created.
         RuntimeError: the weights changed during the audit (a bug; never expected).
 
     An analysis that fails while running is recorded in its section (``status: "failed"``
@@ -122,7 +127,7 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
                         background=background, checks=checks, seed=seed, card=card,
                         samples=samples, progress=progress, feature_names=feature_names,
                         options=options, output=output, policy=policy, groups=groups,
-                        baseline=baseline, history=history)
+                        baseline=baseline, history=history, reference=reference)
     folder = out_dir_path(out_dir)
     with preserved_weights(model, verify=True):
         sections = [module.build(ctx, ctx.options) for module in TABLE]

@@ -9,6 +9,7 @@ analysis, write one module and add it here.
 from __future__ import annotations
 
 from keras_audit.audit.sections import (
+    adversarial,
     card,
     comparison,
     data,
@@ -19,13 +20,15 @@ from keras_audit.audit.sections import (
     provenance,
     pruning,
     quality,
+    robustness,
+    shift,
     sign_off,
     training,
 )
 
 #: the section modules, in report order
 TABLE = (provenance, model_details, training, card, data, performance, groups, comparison,
-         explanations, quality, pruning, sign_off)
+         explanations, quality, pruning, robustness, adversarial, shift, sign_off)
 #: (anchor, heading) of the report's sections, in order
 SECTIONS = tuple((m.KEY, m.TITLE) for m in TABLE)
 #: per-analysis settings; ``run(options=...)`` overrides them key by key

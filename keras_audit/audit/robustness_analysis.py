@@ -1,0 +1,275 @@
+"""Robustness to corrupted inputs: accuracy, prediction flips, confidence and explanation
+stability per corruption and severity.
+
+Each corruption (``keras_audit.audit.corruptions``) is compiled together with the model's
+forward pass into one ``tf.function(x, severity, seed)``, so a sweep traces once per corruption
+and costs about one forward pass per (corruption, severity) level. Explanation stability is the
+Spearman rank correlation between the Grad-CAM map (saliency when the model has no layer with
+spatial axes) of each explained sample and of its corrupted copy, explaining the class
+predicted on the clean sample.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from keras_audit._checks import positive_int
+from keras_audit.audit._labels import as_label_array, label_spec
+from keras_audit.audit._scoring import OutputScorer
+from keras_audit.audit.corruptions import (
+    batch_seed,
+    check_corruptions,
+    check_range,
+    check_severities,
+    corrupter_for,
+)
+from keras_audit.explain.forward import CompiledForward, check_batch, select_output
+from keras_audit.render.figures import new_figure
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+#: the columns of a ``robustness`` table, in order (``explanation_spearman`` with stability)
+COLUMNS = ("corruption", "severity", "accuracy", "delta_accuracy", "flip_rate",
+           "mean_confidence", "explanation_spearman", "loss", "delta_loss", "distance")
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    return int(seed)
+
+
+def _kind(x: np.ndarray) -> str:
+    return "image" if x.ndim == 4 else "table"
+
+
+def stability_explainer(model: keras.Model):
+    """Grad-CAM when the model has a layer with spatial axes, else saliency: ``(name, fn)``."""
+    from keras_audit.explain import GradCAM, Saliency
+
+    try:
+        return "gradcam", GradCAM(model)
+    except ValueError:  # no layer with spatial axes: gradients to the input instead
+        return "saliency", Saliency(model)
+
+
+class _Sweep:
+    """One compiled ``model(corrupt(x))`` per corruption, run over ``x`` in batches."""
+
+    def __init__(self, model: keras.Model, corrupter, batch_size: int) -> None:
+        self.model, self.corrupter, self.batch_size = model, corrupter, batch_size
+        self._fns: dict[str, object] = {}
+        if corrupter.kind == "image":
+            self._unit = tf.constant(corrupter.hi - corrupter.lo, tf.float32)
+        else:  # table distances in units of each feature's std
+            self._unit = tf.where(corrupter.std > 0, corrupter.std, 1.0)
+
+    def _fn(self, name: str):
+        if name not in self._fns:
+            corrupt = self.corrupter.function(name)
+            model = self.model
+            spec = [tf.TensorSpec((None, *self.corrupter.sample_shape), tf.float32),
+                    tf.TensorSpec((), tf.int32), tf.TensorSpec((2,), tf.int32)]
+            unit = self._unit
+
+            @tf.function(input_signature=spec)
+            def fn(x, severity, seed):
+                xc = corrupt(x, severity, seed)
+                out = select_output(model(xc, training=False), None, model)
+                axes = list(range(1, len(x.shape)))
+                dist = tf.sqrt(tf.reduce_mean(tf.square((xc - x) / unit), axis=axes))
+                return out, dist
+
+            self._fns[name] = fn
+        return self._fns[name]
+
+    def __call__(self, x: np.ndarray, name: str, severity: int, seed: int):
+        fn = self._fn(name)
+        sev = tf.constant(severity, tf.int32)
+        outs, dists = [], []
+        for i in range(0, len(x), self.batch_size):
+            out, dist = fn(tf.constant(x[i:i + self.batch_size]), sev,
+                           batch_seed(seed, name, i))
+            outs.append(out.numpy())
+            dists.append(dist.numpy())
+        return np.concatenate(outs), np.concatenate(dists)
+
+
+def robustness(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
+               corruptions: Sequence[str] | str | None = None,
+               severities: Sequence[int] = (1, 2, 3, 4, 5), stability: bool = True,
+               batch_size: int = 256, seed: int = 0, *,
+               value_range: tuple[float, float] | None = None, stability_samples: int = 32,
+               stability_index: ArrayLike | None = None,
+               forward: CompiledForward | None = None) -> pd.DataFrame:
+    """Accuracy, flips, confidence and explanation stability under corrupted inputs.
+
+    Args:
+        model: a trained, built single-input Keras model (its weights are never changed).
+        x: images ``(N, H, W, C)``, tables ``(N, F)`` or sequences (never modified).
+        y: labels: class ids, one-hot rows, ``{0, 1}`` for one sigmoid unit, or regression
+            targets (then ``accuracy``, ``flip_rate`` and ``mean_confidence`` are NaN and the
+            ``loss`` tells the story).
+        corruptions: names from ``IMAGE_CORRUPTIONS`` (images: ``gaussian_noise``,
+            ``shot_noise``, ``gaussian_blur``, ``brightness``, ``contrast``, ``jpeg``,
+            ``pixelate``, ``occlusion``) or ``TABLE_CORRUPTIONS`` (``gaussian_noise`` in units
+            of each feature's std, ``feature_dropout`` to the feature's mean); ``None``: all.
+        severities: integers in ``0..5`` (0 = unchanged; ImageNet-C's levels 1..5).
+        stability: also measure explanation stability (``explanation_spearman``).
+        batch_size: the largest batch sent through the model at once.
+        seed: seeds the corruptions' random draws and the explained samples.
+        value_range: ``(lo, hi)`` of image values; ``None`` infers it (``[0, 1]``,
+            ``[0, 255]``, ``[-1, 1]``, else the observed range).
+        stability_samples: how many samples the stability uses (seeded choice).
+        stability_index: the indices of the samples to explain instead (the report passes its
+            explained samples).
+        forward: a ``CompiledForward`` of this model to reuse for the clean outputs.
+
+    Returns:
+        A DataFrame, one row per (corruption, severity), with ``COLUMNS``: ``accuracy`` and
+        ``delta_accuracy`` (against the clean data), ``flip_rate`` (share of predictions that
+        change), ``mean_confidence`` (mean top-class probability), ``explanation_spearman``
+        (mean over the explained samples; only with ``stability``), ``loss`` and
+        ``delta_loss`` (the compiled loss), and ``distance`` (RMS change of the input in units
+        of the value range for images, of each feature's std for tables). ``table.attrs``
+        holds ``clean_accuracy``, ``clean_loss``, ``loss_name``, ``task``, ``kind``,
+        ``value_range``, ``explainer`` and ``stability_samples``.
+
+    Raises:
+        ValueError: before any work: an unknown corruption (the message lists the choices for
+            the data's kind), a severity outside ``0..5``, a bad ``batch_size``, ``seed``,
+            ``value_range`` or ``stability_samples``, ``x`` the model cannot take, or labels
+            that do not fit the model's output.
+    """
+    batch_size = positive_int(batch_size, "batch_size")
+    seed = _check_seed(seed)
+    x = check_batch(model, x)
+    kind = _kind(x)
+    names = check_corruptions(corruptions, kind)
+    levels = check_severities(severities)
+    if kind == "image":
+        check_range(value_range, x)
+    stability_samples = positive_int(stability_samples, "stability_samples")
+    x = x.astype(np.float32, copy=False)  # never written to
+    y = as_label_array(y, len(x))
+    if forward is None:
+        forward = CompiledForward(model, batch_size=batch_size)
+    elif not isinstance(forward, CompiledForward) or forward.model is not model:
+        raise ValueError("forward must be a CompiledForward built on this same model")
+    spec = label_spec(y, forward(x[:1]).shape[1:])
+    if stability_index is None:
+        rng = np.random.default_rng(seed)
+        idx = np.sort(rng.permutation(len(x))[:min(stability_samples, len(x))])
+    else:
+        idx = np.asarray(stability_index, np.int64).reshape(-1)
+        if not len(idx) or idx.min() < 0 or idx.max() >= len(x):
+            raise ValueError(f"stability_index must hold indices in 0..{len(x) - 1}")
+
+    scorer = OutputScorer(model, spec, forward(x))
+    corrupter = corrupter_for(x, kind, value_range)
+    sweep = _Sweep(model, corrupter, batch_size)
+    explainer_name, maps_of = None, None
+    if stability:
+        explainer_name, explainer = stability_explainer(model)
+        targets = (scorer.clean_pred[idx].astype(np.int64) if scorer.classifier
+                   else np.zeros(len(idx), np.int64))
+        x_exp = x[idx]
+        clean_maps = explainer(x_exp, targets)
+
+        def maps_of(name: str, level: int) -> float:
+            from keras_audit.explain import spearman_per_sample
+
+            xc = corrupter(x_exp, name, level, seed, batch_size)
+            rho = spearman_per_sample(clean_maps, explainer(xc, targets))
+            finite = rho[np.isfinite(rho)]
+            return float(finite.mean()) if finite.size else math.nan
+
+    clean = scorer.clean
+    rows = []
+    for name in names:
+        for level in levels:
+            raw, dist = sweep(x, name, level, seed)
+            s = scorer.score(raw)
+            row = {"corruption": name, "severity": level, "accuracy": s["accuracy"],
+                   "delta_accuracy": s["accuracy"] - clean["accuracy"],
+                   "flip_rate": s["flip_rate"], "mean_confidence": s["mean_confidence"]}
+            if stability:
+                row["explanation_spearman"] = 1.0 if level == 0 else maps_of(name, level)
+            row.update(loss=s["loss"], delta_loss=s["loss"] - clean["loss"],
+                       distance=float(np.mean(dist)))
+            rows.append(row)
+    table = pd.DataFrame(rows, columns=[c for c in COLUMNS
+                                        if stability or c != "explanation_spearman"])
+    table.attrs.update(clean_accuracy=clean["accuracy"], clean_loss=clean["loss"],
+                       loss_name=scorer.loss_name, task=spec.task, kind=kind,
+                       value_range=(corrupter.lo, corrupter.hi) if kind == "image" else None,
+                       explainer=explainer_name, stability_samples=len(idx) if stability
+                       else None, seed=seed)
+    return table
+
+
+def worst_case(table: pd.DataFrame) -> dict:
+    """The (corruption, severity) row with the largest accuracy drop (largest loss rise for
+    regression), as a dict; ``{}`` for an empty table."""
+    if table.empty:
+        return {}
+    regression = table["accuracy"].isna().all()
+    i = table["delta_loss"].idxmax() if regression else table["delta_accuracy"].idxmin()
+    row = table.loc[i]
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+
+
+def robustness_figures(table: pd.DataFrame) -> dict:
+    """Figures of a ``robustness`` table.
+
+    Returns:
+        ``{"accuracy_vs_severity": Figure}`` (the loss for regression; one line per
+        corruption, the clean value dashed) and ``"stability_vs_severity"`` when the table has
+        ``explanation_spearman``.
+
+    Raises:
+        ValueError: an empty table or one without the ``robustness`` columns.
+    """
+    if not isinstance(table, pd.DataFrame) or table.empty:
+        raise ValueError("robustness_figures needs a non-empty DataFrame from robustness")
+    missing = [c for c in ("corruption", "severity", "accuracy", "loss") if c not in table]
+    if missing:
+        raise ValueError(f"table lacks column(s) {missing}; give the result of robustness")
+    metric = "accuracy" if table["accuracy"].notna().any() else "loss"
+    clean = table.attrs.get(f"clean_{metric}")
+    figs = {"accuracy_vs_severity": _curves(table, metric, metric, clean)}
+    if "explanation_spearman" in table and table["explanation_spearman"].notna().any():
+        name = {"gradcam": "Grad-CAM", "saliency": "saliency"}.get(
+            table.attrs.get("explainer"), "explanation")
+        figs["stability_vs_severity"] = _curves(table, "explanation_spearman",
+                                                f"{name} Spearman vs clean", 1.0,
+                                                ylim=(-0.2, 1.05))
+    return figs
+
+
+def _curves(table: pd.DataFrame, column: str, ylabel: str, clean, ylim=None):
+    fig = new_figure((6.4, 3.8))
+    ax = fig.add_subplot()
+    for name, g in table.groupby("corruption", sort=False):
+        g = g.sort_values("severity")
+        levels, values = list(g["severity"]), list(g[column])
+        if clean is not None and 0 not in levels:  # every curve starts at the clean value
+            levels, values = [0, *levels], [clean, *values]
+        ax.plot(levels, values, marker="o", ms=3, label=name)
+    if clean is not None and np.isfinite(clean):
+        ax.axhline(clean, ls="--", lw=1, color="0.4", label="clean")
+    ax.set_xlabel("severity (0 = clean)")
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
