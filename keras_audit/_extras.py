@@ -24,7 +24,7 @@ EXTRAS = ("audit", "all", "dev")
 
 #: the top-level modules each user-facing extra provides (a test checks them against pyproject)
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
-    "audit": ("shap", "lime", "skimage", "pandas", "jinja2", "yaml", "tqdm"),
+    "audit": ("shap", "lime", "skimage", "pandas", "jinja2", "yaml", "tqdm", "dice_ml"),
 }
 
 
