@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keras_audit import __version__
-from keras_audit.audit.catalog import CHECKS
+from keras_audit.audit.catalog import CHECKS, DEFAULT_CHECKS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--class-names", default=None, metavar="A,B,C",
                      help="comma-separated class names (default: the archive's 'class_names' "
                      "array, else 0, 1, ...)")
-    rep.add_argument("--checks", default=",".join(CHECKS), metavar="LIST",
-                     help=f"comma-separated analyses to run (default: all: {','.join(CHECKS)})")
+    rep.add_argument("--checks", default=",".join(DEFAULT_CHECKS), metavar="LIST",
+                     help=f"comma-separated analyses to run (default: "
+                     f"{','.join(DEFAULT_CHECKS)}; all: {','.join(CHECKS)})")
     rep.add_argument("--samples", type=_positive_int, default=None, metavar="N",
                      help="how many samples the explanation analyses use (default: 32)")
     rep.add_argument("--seed", type=_non_negative_int, default=0, metavar="S",

@@ -334,7 +334,8 @@ def test_callbacks_run_without_the_audit_extra(without_audit_extra):
 def test_audit_without_its_extra_names_the_install_command(without_audit_extra):
     assert without_audit_extra["audit"].startswith(
         "keras_audit.audit.shap_values needs the 'audit' extra")
-    assert without_audit_extra["checks"] == ["performance", "shap", "lime", "pruning", "sanity"]
+    assert without_audit_extra["checks"] == ["performance", "shap", "lime", "pruning", "sanity",
+                                             "examples", "counterfactuals"]
     assert AUDIT_COMMAND in without_audit_extra["audit"]
 
 

@@ -69,7 +69,7 @@ def test_the_table_is_the_report_order():
     assert [m.KEY for m in sections.TABLE] == [k for k, _ in sections.SECTIONS]
     assert [k for k, _ in sections.SECTIONS] == [
         "provenance", "model", "card", "data", "performance", "explanations", "quality",
-        "pruning", "sign_off"]
+        "pruning", "examples", "counterfactuals", "sign_off"]
     # every option group comes from exactly one section module
     groups = [g for m in sections.TABLE for g in m.OPTIONS]
     assert len(groups) == len(set(groups)) == len(sections.DEFAULT_OPTIONS)

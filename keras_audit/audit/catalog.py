@@ -9,11 +9,13 @@ from __future__ import annotations
 #: version of the report.json layout (docs/report_schema.md)
 SCHEMA_VERSION = "1.0"
 #: the analyses ``run`` can do, in their default order
-CHECKS = ("performance", "shap", "lime", "pruning", "sanity")
-DEFAULT_CHECKS = CHECKS
+CHECKS = ("performance", "shap", "lime", "pruning", "sanity", "examples", "counterfactuals")
+#: what ``run`` does unless told: "examples" needs reference data, "counterfactuals" is slow
+DEFAULT_CHECKS = ("performance", "shap", "lime", "pruning", "sanity")
 #: report.json top-level keys, in order
 TOP_LEVEL_KEYS = ("schema_version", "provenance", "model", "data", "environment", "card",
-                  "performance", "explanations", "quality", "pruning", "findings", "sign_off")
+                  "performance", "explanations", "quality", "pruning", "examples",
+                  "counterfactuals", "findings", "sign_off")
 #: explanation samples when ``samples`` is None
 DEFAULT_SAMPLES = 32
 

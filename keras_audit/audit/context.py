@@ -54,6 +54,8 @@ class AuditContext:
         checks, options, seed, card, samples_requested: the caller's settings, validated.
         weights_sha256: the weights' hash before any analysis ran.
         progress: the progress-bar factory.
+        reference, reference_y: reference data (e.g. the training set) and its labels, for
+            the example-based explanations; None when not given.
     """
 
     model: keras.Model
@@ -74,6 +76,8 @@ class AuditContext:
     samples_requested: int | None
     weights_sha256: str
     progress: Callable[..., Any]
+    reference: np.ndarray | None = None
+    reference_y: np.ndarray | None = None
 
     # -- derived views -----------------------------------------------------------------------------
     @property
@@ -175,7 +179,8 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                   card: dict | str | os.PathLike | None = None, samples: int | None = None,
                   progress: bool | Callable[..., Any] | None = None,
                   feature_names: Sequence[str] | None = None,
-                  options: dict | None = None) -> AuditContext:
+                  options: dict | None = None, reference: ArrayLike | None = None,
+                  reference_y: ArrayLike | None = None) -> AuditContext:
     """Validate the inputs of ``run`` and build the context (one forward pass over ``x``).
 
     Raises:
@@ -202,6 +207,7 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
         if spec.task == "regression" and class_names is not None:
             raise AuditInputError("class_names was given but the model is a regression model")
         names = class_names_for(class_names, spec)
+        ref, ref_y = _reference(model, reference, reference_y, checks)
     except AuditInputError:
         raise
     except ValueError as exc:
@@ -218,7 +224,21 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                         feature_names=features, forward=forward, outputs=outputs,
                         explain_idx=explain_idx, background=bg, checks=checks, options=merged,
                         seed=seed, card=card_dict, samples_requested=samples,
-                        weights_sha256=weights_hash(model), progress=bars)
+                        weights_sha256=weights_hash(model), progress=bars, reference=ref,
+                        reference_y=ref_y)
+
+
+def _reference(model, reference, reference_y, checks):
+    if reference is None:
+        if "examples" in checks:
+            raise AuditInputError("the 'examples' check needs reference data to take examples "
+                                  "from: run(..., reference=x_train, reference_y=y_train)")
+        if reference_y is not None:
+            raise AuditInputError("reference_y was given without reference")
+        return None, None
+    ref = check_batch(model, reference, "reference")
+    ref_y = None if reference_y is None else as_label_array(reference_y, len(ref), "reference_y")
+    return ref, ref_y
 
 
 def _feature_names(feature_names, kind: str, x: np.ndarray) -> list[str] | None:

@@ -40,7 +40,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         seed: int = 0, card: dict | str | os.PathLike | None = None, samples: int | None = None,
         progress: bool | Callable[..., Any] | None = None, *,
         feature_names: Sequence[str] | None = None,
-        options: dict | None = None) -> Report:
+        options: dict | None = None, reference: tf.Tensor | ArrayLike | None = None,
+        reference_y: tf.Tensor | ArrayLike | None = None) -> Report:
     """Audit ``model`` on ``(x, y)`` and write the compliance report into ``out_dir``.
 
     Args:
@@ -57,7 +58,9 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
             (each also brings the model-level explanations: Grad-CAM and saliency galleries
             for images; permutation importance and a surrogate tree for tables),
             ``"pruning"`` and ``"sanity"`` (the randomisation test and deletion/insertion
-            AUCs). Provenance, model details, card, data and sign-off are always there.
+            AUCs); not by default, ``"examples"`` (nearest references, prototypes and a
+            t-SNE/PCA embedding figure; needs ``reference``) and ``"counterfactuals"``.
+            Provenance, model details, card, data and sign-off are always there.
         out_dir: the folder for ``report.html``, ``report.json`` and ``tables/*.csv``;
             ``None`` writes nothing (use the returned ``Report``).
         seed: seeds every random choice (sample selection, bootstrap, SHAP/LIME, pruning).
@@ -70,6 +73,10 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         feature_names: names of the columns of tabular ``x``.
         options: per-analysis settings overriding ``DEFAULT_OPTIONS`` group by group, e.g.
             ``{"pruning": {"sparsities": (0, 0.5, 0.9)}, "lime": {"num_samples": 300}}``.
+        reference: reference data, e.g. the training inputs: the ``"examples"`` check (needs
+            it) takes each sample's nearest references and the class prototypes from it; the
+            ``"counterfactuals"`` check bounds its search by its value range.
+        reference_y: the labels of ``reference`` (default: the model's predictions on it).
 
     Returns:
         The ``Report`` (``to_html``, ``to_json``, ``tables``, ``content``).
@@ -87,7 +94,7 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
     ctx = build_context(model, x, y, defaults=DEFAULT_OPTIONS, class_names=class_names,
                         background=background, checks=checks, seed=seed, card=card,
                         samples=samples, progress=progress, feature_names=feature_names,
-                        options=options)
+                        options=options, reference=reference, reference_y=reference_y)
     folder = out_dir_path(out_dir)
     with preserved_weights(model, verify=True):
         sections = [module.build(ctx, ctx.options) for module in TABLE]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from keras_audit.audit.sections import (
     card,
+    counterfactuals,
     data,
+    examples,
     explanations,
     model_details,
     performance,
@@ -22,7 +24,7 @@ from keras_audit.audit.sections import (
 
 #: the section modules, in report order
 TABLE = (provenance, model_details, card, data, performance, explanations, quality, pruning,
-         sign_off)
+         examples, counterfactuals, sign_off)
 #: (anchor, heading) of the report's sections, in order
 SECTIONS = tuple((m.KEY, m.TITLE) for m in TABLE)
 #: per-analysis settings; ``run(options=...)`` overrides them key by key
