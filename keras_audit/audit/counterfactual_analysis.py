@@ -143,7 +143,6 @@ def counterfactuals(model: keras.Model, x: tf.Tensor | ArrayLike,
             nor images, an unknown ``method`` or ``"dice"`` for images, targets out of range
             or equal to the sample's own class, unknown ``features``, ``n`` or ``steps`` not a
             positive integer, or a model that is not a classifier.
-        ImportError: ``method="dice"`` without ``dice-ml`` installed (``keras-audit[audit]``).
     """
     xa = check_batch(model, x).astype(np.float32, copy=False)
     if xa.ndim not in (2, 4):
@@ -238,9 +237,8 @@ def _targets(targets, proba: np.ndarray, original: np.ndarray, n_classes: int) -
 
 def _dice(scores: _Scores, x, ref, goal, n, names, vary, seed) -> np.ndarray:
     """DiCE's model-agnostic random search, one query per sample; NaN where none is found."""
-    from keras_audit._extras import require
-
-    dice_ml, pd = require("audit", "dice_ml", "pandas", feature="audit.counterfactuals")
+    import dice_ml  # in the audit extra, which keras_audit.audit checks on first use
+    import pandas as pd
 
     class _Classifier:  # what DiCE's sklearn backend calls: the compiled forward pass
         def predict_proba(self, frame):
