@@ -20,12 +20,13 @@ import importlib.util
 from types import ModuleType
 
 #: the extras declared in pyproject.toml ([project.optional-dependencies]); a test keeps them equal
-EXTRAS = ("audit", "all", "dev")
+EXTRAS = ("audit", "counterfactuals", "all", "dev")
 
 #: the top-level modules each user-facing extra provides (a test checks them against pyproject)
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "audit": ("shap", "lime", "skimage", "pandas", "jinja2", "yaml", "tqdm", "fairlearn",
               "statsmodels"),
+    "counterfactuals": ("dice_ml",),
 }
 
 

@@ -44,6 +44,10 @@ _EXPORTS = {
     "adversarial_figure": "adversarial_analysis",
     "ShiftResult": "shift_analysis", "shift": "shift_analysis",
     "shift_figures": "shift_analysis",
+    "ExamplesResult": "example_analysis", "examples": "example_analysis",
+    "CounterfactualResult": "counterfactual_analysis",
+    "counterfactuals": "counterfactual_analysis",
+    "CVResult": "cross_validation", "cross_validate": "cross_validation",
 }
 
 
@@ -74,6 +78,12 @@ def _module(name: str) -> Any:
         from keras_audit.audit import pruning_plots as m
     elif name == "quality":
         from keras_audit.audit import quality as m
+    elif name == "example_analysis":
+        from keras_audit.audit import example_analysis as m
+    elif name == "counterfactual_analysis":
+        from keras_audit.audit import counterfactual_analysis as m
+    elif name == "cross_validation":
+        from keras_audit.audit import cross_validation as m
     elif name == "shap_analysis":
         from keras_audit.audit import shap_analysis as m
     elif name == "robustness_analysis":

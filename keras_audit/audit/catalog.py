@@ -10,14 +10,15 @@ from __future__ import annotations
 SCHEMA_VERSION = "1.0"
 #: the analyses ``run`` can do, in their default order
 CHECKS = ("performance", "shap", "lime", "pruning", "sanity", "robustness", "adversarial",
-          "shift")
-#: the analyses ``run`` does by default (robustness, adversarial and shift on request)
+          "shift", "examples", "counterfactuals")
+#: the analyses ``run`` does by default (the others on request: shift and examples need
+#: reference data, counterfactuals and the attacks are slow)
 DEFAULT_CHECKS = ("performance", "shap", "lime", "pruning", "sanity")
 #: report.json top-level keys, in order
 TOP_LEVEL_KEYS = ("schema_version", "verdict", "criteria", "provenance", "model", "training",
                   "data", "environment", "card", "performance", "groups", "comparison",
                   "explanations", "quality", "pruning", "robustness", "adversarial", "shift",
-                  "findings", "sign_off")
+                  "examples", "counterfactuals", "findings", "sign_off")
 #: explanation samples when ``samples`` is None
 DEFAULT_SAMPLES = 32
 

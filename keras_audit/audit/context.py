@@ -86,7 +86,9 @@ class AuditContext:
         groups: ``{attribute: (N,) group labels}`` for the per-group section, or None.
         baseline: the model being replaced (checked against ``x``), or None.
         history: the training history ``{metric: [value per epoch]}``, or None.
-        reference: the reference (training) inputs for the shift section, or None.
+        reference, reference_y: reference data (e.g. the training inputs) and its labels: the
+            shift section compares ``x`` with it, the example-based explanations take
+            examples from it; None when not given.
     """
 
     model: keras.Model
@@ -118,7 +120,8 @@ class AuditContext:
     groups: dict[str, np.ndarray] | None = None   # attribute -> (N,) group labels (strings)
     baseline: keras.Model | None = None   # the model being replaced, for the comparison
     history: dict[str, list[float]] | None = None   # metric -> value per epoch, from fit
-    reference: np.ndarray | None = None  # the training inputs the shift section compares with
+    reference: np.ndarray | None = None  # the training inputs: shift, examples
+    reference_y: np.ndarray | None = None
 
     # -- derived views -----------------------------------------------------------------------------
     @property
@@ -249,8 +252,8 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                   options: dict | None = None,
                   output: int | str | None = None, policy: Any = None,
                   groups: Any = None, baseline: Any = None,
-                  history: Any = None,
-                  reference: ArrayLike | None = None) -> AuditContext:
+                  history: Any = None, reference: ArrayLike | None = None,
+                  reference_y: ArrayLike | None = None) -> AuditContext:
     """Validate the inputs of ``run`` and build the context (one forward pass over ``x``).
 
     Raises:
@@ -291,7 +294,7 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
         bg = None if background is None else _background(model, background, specs, primary)
         group_labels = check_groups(groups, len(xa))
         base = load_baseline(baseline, model, model_x)
-        ref = None if reference is None else check_batch(model, reference, "reference")
+        ref, ref_y = _reference(model, reference, reference_y, checks)
         if "shift" in checks and ref is None:
             raise AuditInputError("the shift check needs reference= (e.g. the training "
                                   "inputs) to compare the audit data with")
@@ -320,7 +323,8 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                         inputs=tuple(arrays), input_specs=tuple(specs), explained_input=primary,
                         held=held, explained_model=None if view is model else view,
                         heads=tuple(heads), output=out_idx, policy=criteria,
-                        groups=group_labels, baseline=base, history=epochs, reference=ref)
+                        groups=group_labels, baseline=base, history=epochs, reference=ref,
+                        reference_y=ref_y)
 
 
 def _inputs(model: keras.Model, x, specs: list[InputSpec], what: str = "x") -> list[np.ndarray]:
@@ -344,6 +348,19 @@ def _background(model: keras.Model, background, specs: list[InputSpec],
                              f"{(None, *s.shape)} (or every input, as x); got {bg.shape}")
         return bg
     return _inputs(model, background, specs, "background")[primary]
+
+
+def _reference(model, reference, reference_y, checks):
+    if reference is None:
+        if "examples" in checks:
+            raise AuditInputError("the 'examples' check needs reference data to take examples "
+                                  "from: run(..., reference=x_train, reference_y=y_train)")
+        if reference_y is not None:
+            raise AuditInputError("reference_y was given without reference")
+        return None, None
+    ref = check_batch(model, reference, "reference")
+    ref_y = None if reference_y is None else as_label_array(reference_y, len(ref), "reference_y")
+    return ref, ref_y
 
 
 def _feature_names(feature_names, kind: str, x: np.ndarray) -> list[str] | None:

@@ -46,7 +46,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         policy: Any = None, groups: Any = None,
         baseline: keras.Model | str | os.PathLike | None = None,
         history: Any = None,
-        reference: tf.Tensor | ArrayLike | None = None) -> Report:
+        reference: tf.Tensor | ArrayLike | None = None,
+        reference_y: tf.Tensor | ArrayLike | None = None) -> Report:
     """Audit ``model`` on ``(x, y)`` and write the compliance report into ``out_dir``.
 
     Args:
@@ -71,7 +72,10 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
             for images; permutation importance and a surrogate tree for tables),
             ``"pruning"`` and ``"sanity"`` (the randomisation test and deletion/insertion
             AUCs); on request also ``"robustness"`` (corruptions), ``"adversarial"`` (FGSM
-            and PGD) and ``"shift"`` (needs ``reference``). Provenance, model details, card, data and sign-off are always there.
+            and PGD), ``"shift"`` (needs ``reference``), ``"examples"`` (nearest references,
+            prototypes and a t-SNE/PCA embedding figure; needs ``reference``) and
+            ``"counterfactuals"``. Provenance, model details, card, data and sign-off are
+            always there.
         out_dir: the folder for ``report.html``, ``report.json`` and ``tables/*.csv``;
             ``None`` writes nothing (use the returned ``Report``).
         seed: seeds every random choice (sample selection, bootstrap, SHAP/LIME, pruning).
@@ -104,8 +108,11 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         history: the ``keras.callbacks.History`` that ``fit`` returned (or its ``.history``
             dict): the training-details section (curves, epochs run, best epoch); the
             optimizer and loss are read from the compiled model either way.
-        reference: the reference (training) inputs the ``"shift"`` check compares ``x`` with
-            (required by that check).
+        reference: reference data, e.g. the training inputs: the ``"shift"`` check compares
+            ``x`` with it, the ``"examples"`` check takes each sample's nearest references and
+            the class prototypes from it, the ``"counterfactuals"`` check bounds its search by
+            its value range. Required by shift and examples.
+        reference_y: the labels of ``reference`` (default: the model's predictions on it).
 
     Returns:
         The ``Report`` (``to_html``, ``to_json``, ``tables``, ``content``).
@@ -127,7 +134,8 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
                         background=background, checks=checks, seed=seed, card=card,
                         samples=samples, progress=progress, feature_names=feature_names,
                         options=options, output=output, policy=policy, groups=groups,
-                        baseline=baseline, history=history, reference=reference)
+                        baseline=baseline, history=history, reference=reference,
+                        reference_y=reference_y)
     folder = out_dir_path(out_dir)
     with preserved_weights(model, verify=True):
         sections = [module.build(ctx, ctx.options) for module in TABLE]

@@ -12,7 +12,9 @@ from keras_audit.audit.sections import (
     adversarial,
     card,
     comparison,
+    counterfactuals,
     data,
+    examples,
     explanations,
     groups,
     model_details,
@@ -28,7 +30,8 @@ from keras_audit.audit.sections import (
 
 #: the section modules, in report order
 TABLE = (provenance, model_details, training, card, data, performance, groups, comparison,
-         explanations, quality, pruning, robustness, adversarial, shift, sign_off)
+         explanations, quality, pruning, robustness, adversarial, shift, examples,
+         counterfactuals, sign_off)
 #: (anchor, heading) of the report's sections, in order
 SECTIONS = tuple((m.KEY, m.TITLE) for m in TABLE)
 #: per-analysis settings; ``run(options=...)`` overrides them key by key
