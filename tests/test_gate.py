@@ -146,7 +146,7 @@ def test_executive_summary_opens_the_report(blob_model, blob_data):
     policy = [{"name": "accuracy", "metric": "performance.accuracy", "min": bound},
               {"name": "calibration", "metric": "performance.ece", "max": 0.5,
                "severity": "warn"},
-              {"name": "robust", "metric": "robustness.worst.delta_accuracy", "max": 0.1,
+              {"name": "robust", "metric": "stress_test.worst.delta_accuracy", "max": 0.1,
                "severity": "warn"}]
     html = _audit(blob_model, blob_data, policy=policy).to_html()
     # the summary comes before every numbered section

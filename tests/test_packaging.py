@@ -226,7 +226,7 @@ def test_require_tells_a_broken_install_from_a_missing_one(tmp_path, monkeypatch
 
 @pytest.mark.parametrize("args, kwargs, match", [
     (("nope", "json"), {"feature": "f"}, r"unknown extra 'nope'; keras-audit's extras are "
-                                          r"\['audit', 'all', 'dev'\]"),
+                                          r"\['audit', 'counterfactuals', 'all', 'dev'\]"),
     (("audit",), {"feature": "f"}, "name at least one module"),
     (("audit", "json"), {"feature": ""}, "feature must say what needs the modules"),
 ])
@@ -336,8 +336,9 @@ def test_callbacks_run_without_the_audit_extra(without_audit_extra):
 def test_audit_without_its_extra_names_the_install_command(without_audit_extra):
     assert without_audit_extra["audit"].startswith(
         "keras_audit.audit.shap_values needs the 'audit' extra")
-    assert without_audit_extra["checks"] == ["performance", "shap", "lime", "pruning", "sanity",
-                                             "examples", "counterfactuals"]
+    assert without_audit_extra["checks"] == [
+        "performance", "shap", "lime", "pruning", "sanity", "robustness", "adversarial", "shift",
+        "examples", "counterfactuals"]
     assert AUDIT_COMMAND in without_audit_extra["audit"]
 
 
