@@ -255,7 +255,10 @@ class EvaluationCallback(ExplanationCallback):
             feed = [a[pad] for a in self.inputs]
             maps = np.asarray(self.cam(feed[0] if len(feed) == 1 else feed,
                                        pred[pad].astype(np.int32)))[:len(worst)]
-        fixed = self._probs(self.predictions(epoch))
+        if isinstance(self.validation_data, tf.data.Dataset):  # re-read: positions may differ
+            fixed = self._probs(self.predictions(epoch))
+        else:  # the fixed samples index the same arrays: no second pass
+            fixed = probs[self.samples.index]
         weights, grads = {}, {}
         if self.histograms:
             weights = {name: np.array(keras.ops.convert_to_numpy(w)) for name, w in self._weights}
