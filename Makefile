@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint bench clean
+.PHONY: test demo tensorboard lint bench clean
 
 # __init__.py holds the version, which the installed metadata must follow
 $(STAMP): pyproject.toml keras_audit/__init__.py
@@ -19,8 +19,14 @@ lint: $(STAMP)
 test: lint
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q tests
 
+# TF_CPP_MIN_LOG_LEVEL=3: no cuInit/absl start-up lines on machines without a GPU
 demo: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) examples/demo.py
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) examples/demo.py
+
+# the demo's runs (make demo first); keeps every logged epoch of every picture
+tensorboard: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/tensorboard --logdir runs --samples_per_plugin images=0 \
+		--host 127.0.0.1 --port $${PORT:-6006}
 
 BENCHES := bench_explain bench_callbacks soak_callbacks bench_audit \
 	bench_render bench_report

@@ -28,12 +28,15 @@ def read_events(log_dir: str) -> dict:
     """Every summary under ``log_dir`` (one run), read by TensorBoard's own reader.
 
     Returns ``{"images": {tag: [(step, picture uint8 (H, W, 3), (w, h) declared)]},
-    "scalars": {tag: [(step, value)]}}``. TF2 writes images and scalars as tensor summaries,
+    "scalars": {tag: [(step, value)]}}``, and for the other plugins ``"text"`` (``{tag:
+    [(step, str)]}``), ``"pr_curves"``, ``"histograms"`` (``{tag: [(step, array)]}``) and
+    ``"descriptions"`` (``{tag: description}``). TF2 writes every summary as a tensor summary,
     which ``EventAccumulator`` lists under ``tensors``; the plugin name tells them apart.
     """
     acc = EventAccumulator(str(log_dir), size_guidance={"images": 0, "tensors": 0, "scalars": 0})
     acc.Reload()
-    out: dict = {"images": {}, "scalars": {}}
+    out: dict = {"images": {}, "scalars": {}, "text": {}, "pr_curves": {}, "histograms": {},
+                 "descriptions": {}, "other": {}}
     for tag in acc.Tags()["tensors"]:
         plugin = acc.SummaryMetadata(tag).plugin_data.plugin_name
         for ev in acc.Tensors(tag):
@@ -45,6 +48,14 @@ def read_events(log_dir: str) -> dict:
                     (ev.step, picture, (int(value[0]), int(value[1]))))
             elif plugin == "scalars":
                 out["scalars"].setdefault(tag, []).append((ev.step, float(value)))
+            elif plugin == "text":
+                text = value.item() if value.ndim == 0 else value.ravel()[0]
+                out["text"].setdefault(tag, []).append((ev.step, text.decode("utf-8")))
+            elif plugin in ("pr_curves", "histograms"):
+                out[plugin].setdefault(tag, []).append((ev.step, value))
+            else:
+                out["other"].setdefault(tag, []).append((ev.step, value))
+        out["descriptions"][tag] = acc.SummaryMetadata(tag).summary_description
     for tag in acc.Tags()["images"]:  # legacy image records, should there be any
         out["images"].setdefault(tag, []).extend(
             (e.step, None, (e.width, e.height)) for e in acc.Images(tag))

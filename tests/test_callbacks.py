@@ -37,10 +37,15 @@ from keras_audit.explain import GradCAM, Saliency, deletion_insertion  # noqa: E
 
 EPOCHS, FREQ, LOGGED = 4, 2, [0, 2, 3]
 IMAGE_TAGS = {"gradcam/conv2", "saliency/vanilla", "activations/conv1", "activations/conv2",
-              "filters/conv1", "filters/conv2"}
-SCALAR_TAGS = {"explanations/deletion_auc", "explanations/insertion_auc",
-               "explanations/random_deletion_auc", "explanations/random_insertion_auc",
-               "explanations/stability", "explanations/stability/saliency/vanilla"}
+              "filters/conv1", "filters/conv2", "evaluation/confusion_matrix",
+              "evaluation/mistakes"}
+AUC_NAMES = ("deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc")
+EVAL_SCALARS = {"evaluation/accuracy"} | {f"evaluation/{m}/{c}" for m in ("precision", "recall",
+                                                                          "f1")
+                                         for c in CLASS_NAMES}
+SCALAR_TAGS = ({f"explanations/gradcam/conv2/{m}" for m in (*AUC_NAMES, "worse_than_random",
+                                                             "stability")}
+               | {"explanations/saliency/vanilla/stability"} | EVAL_SCALARS)
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +131,8 @@ def test_the_same_samples_are_shown_every_epoch_and_the_maps_change(run):
 
 def test_every_technique_picture_changes_as_training_proceeds(run):
     for tag, records in run.events["images"].items():
+        if tag.startswith("evaluation/"):  # a model right from epoch 0: no mistakes to change
+            continue
         a, b = records[0][1].astype(int), records[-1][1].astype(int)
         assert np.abs(a - b).mean() > 0.5, f"{tag} is the same at the first and last epoch"
 
@@ -138,10 +145,10 @@ def test_auc_scalars_equal_the_engine_on_the_final_weights(run):
     maps = GradCAM(run.model, layer="conv2")(x, targets)
     ref = deletion_insertion(run.model, x, maps, targets, steps=cb.metric_steps, seed=cb.seed)
     for name, values in ref.items():
-        step, logged = run.events["scalars"][f"explanations/{name}"][-1]
+        step, logged = run.events["scalars"][f"explanations/gradcam/conv2/{name}"][-1]
         assert step == EPOCHS - 1
         assert logged == pytest.approx(float(np.mean(values)), abs=1e-5), name
-    for tag in ("explanations/stability", "explanations/stability/saliency/vanilla"):
+    for tag in ("explanations/gradcam/conv2/stability", "explanations/saliency/vanilla/stability"):
         for _, value in run.events["scalars"][tag]:
             assert -1.0 <= value <= 1.0
 
@@ -314,7 +321,8 @@ def test_shared_options_reach_only_the_members_that_take_them(tmp_path):
     assert {cb.freq for cb in audit.callbacks.values()} == {3}
     assert audit.callbacks["activations"].max_channels == 2
     assert audit.callbacks["filters"].mode == "maximize"
-    assert list(audit.callbacks) == ["gradcam", "saliency", "activations", "filters"]
+    assert list(audit.callbacks) == ["gradcam", "saliency", "activations", "filters",
+                                     "evaluation"]
 
 
 # -- logging failures -------------------------------------------------------------------------------
@@ -451,7 +459,8 @@ def test_a_sequential_grayscale_model_and_a_sigmoid_unit(tmp_path, data):
     seq.fit(xd[:300], digits.target[:300], epochs=1, verbose=0, callbacks=[audit])
     events = read_events(str(tmp_path / "seq"))
     assert set(events["images"]) == {"gradcam/c1", "saliency/vanilla", "activations/c1",
-                                     "filters/c1"}
+                                     "filters/c1", "evaluation/confusion_matrix",
+                                     "evaluation/mistakes"}
     assert sorted(audit.callbacks["gradcam"].samples.y.tolist()) == list(range(10))
 
     x, y, xv, yv = data
@@ -469,7 +478,7 @@ def test_a_sequential_grayscale_model_and_a_sigmoid_unit(tmp_path, data):
         f"true: {['other', 'red'][cb.samples.y[0]]}  pred: {['other', 'red'][int(p[0] > 0.5)]} "
         f"({max(p[0], 1 - p[0]):.2f})")
     assert [s for s, _ in read_events(str(tmp_path / "bin"))["scalars"]
-            ["explanations/deletion_auc"]] == [0]
+            ["explanations/gradcam/conv/deletion_auc"]] == [0]
 
 
 def _unbuilt_sequential() -> keras.Sequential:
@@ -499,7 +508,8 @@ def test_a_sequential_model_built_by_fit_is_explained_and_trains_the_same(tmp_pa
         model.fit(x, y, epochs=2, batch_size=32, verbose=0, shuffle=False, callbacks=[audit])
     events = read_events(str(tmp_path / "seq"))
     assert set(events["images"]) == {"gradcam/conv2", "saliency/vanilla", "activations/conv1",
-                                     "activations/conv2", "filters/conv1", "filters/conv2"}
+                                     "activations/conv2", "filters/conv1", "filters/conv2",
+                                     "evaluation/confusion_matrix", "evaluation/mistakes"}
     assert all([s for s, *_ in recs] == [0, 1] for recs in events["images"].values())
     for a, b in zip(weights_of(plain), weights_of(model)):  # building early changed nothing
         np.testing.assert_array_equal(a, b)
@@ -543,3 +553,51 @@ def test_the_bundle_takes_registered_techniques_such_as_embeddings(tmp_path, dat
     # one shared sample choice: the embedding's samples are the CAM's
     np.testing.assert_array_equal(audit.callbacks["embeddings"].samples.index,
                                   audit.callbacks["gradcam"].samples.index)
+
+
+def readme_default_tags() -> dict[str, bool]:
+    """The README's table of default tags: pattern -> whether it must appear every run (the
+    ``warnings`` text appears only at epochs where a map loses to random)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- default-tags -->")[1].split("<!-- /default-tags -->")[0]
+    tags = [line.split("|")[1].strip().strip("`") for line in block.splitlines()
+            if line.startswith("| `")]
+    return {t: not t.endswith("/warnings") for t in tags}
+
+
+def test_the_readme_lists_exactly_the_tags_the_defaults_write(run):
+    import re
+
+    written = {t for kind in ("images", "scalars", "text", "pr_curves")
+               for t in run.events[kind]}
+    patterns = readme_default_tags()
+    regex = {p: re.compile("^" + re.escape(p).replace("<layer>", "[^/]+(/[^/]+)*?")
+                           .replace("<class>", "[^/]+") + "$") for p in patterns}
+    for tag in written:
+        assert sum(bool(r.match(tag)) for r in regex.values()) == 1, tag
+    for p, required in patterns.items():
+        if required:
+            assert any(regex[p].match(t) for t in written), f"README lists {p}, not written"
+
+
+def test_a_misspelt_option_is_a_value_error_naming_the_valid_ones():
+    xv = np.zeros((4, 16, 16, 3), np.float32)
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['layr'\] for technique "
+                                         r"'gradcam'; valid: \[.*'layer'"):
+        AuditCallback(xv, "d", options={"gradcam": {"layr": "conv2"}})
+    with pytest.raises(ValueError, match=r"unknown method \['vanilla'\].*choices"):
+        SaliencyCallback(xv, "d", method=["vanilla"])
+
+
+def test_a_list_of_methods_logs_each_under_its_own_tag(data, tmp_path):
+    x, y, xv, yv = data
+    audit = AuditCallback((xv, yv), str(tmp_path), include=("saliency",), num_samples=2,
+                          options={"saliency": {"method": ["vanilla", "smoothgrad"]}})
+    assert list(audit.callbacks) == ["saliency/vanilla", "saliency/smoothgrad"]
+    tiny_cnn().fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[audit])
+    events = read_events(str(tmp_path))
+    assert set(events["images"]) == {"saliency/vanilla", "saliency/smoothgrad"}
+    assert set(events["scalars"]) == {"explanations/saliency/vanilla/stability",
+                                      "explanations/saliency/smoothgrad/stability"}

@@ -13,7 +13,8 @@ from _callbacks_data import read_events, shapes  # noqa: E402
 
 from keras_audit.callbacks import AuditCallback, GradCAMCallback, select_samples  # noqa: E402
 
-TAGS = {"gradcam/conv", "saliency/vanilla", "activations/conv", "filters/conv"}
+TAGS = {"gradcam/conv", "saliency/vanilla", "activations/conv", "filters/conv",
+        "evaluation/confusion_matrix", "evaluation/mistakes"}
 
 
 def _image_model() -> keras.Model:

@@ -48,6 +48,7 @@ def test_audit_defaults_log_a_bounded_spread_set_of_layers(fitted):
     events, _ = fitted
     expected = {"gradcam/c8", "saliency/vanilla"}
     expected |= {f"activations/{c}" for c in SPREAD} | {f"filters/{c}" for c in SPREAD}
+    expected |= {"evaluation/confusion_matrix", "evaluation/mistakes"}
     assert set(events["images"]) == expected
     assert all([s for s, *_ in recs] == [0, 1] for recs in events["images"].values())
 

@@ -21,8 +21,23 @@ from _tb import read_events  # noqa: E402
 
 from keras_audit.callbacks import AuditCallback, GradCAMCallback, SaliencyCallback  # noqa: E402
 
-AUCS = {"explanations/deletion_auc", "explanations/insertion_auc",
-        "explanations/random_deletion_auc", "explanations/random_insertion_auc"}
+AUC_NAMES = ("deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc",
+             "worse_than_random")
+#: kinds that read token ids: the evaluation lists their mistakes as text, not pictures
+TOKEN_KINDS = {"tokens_conv1d", "tokens_lstm"}
+
+
+def evaluation_tags(kind, labelled: bool) -> tuple[set, set]:
+    """The image and scalar tags EvaluationCallback (in AuditCallback's defaults) writes."""
+    if not labelled:
+        return set(), set()
+    classes = (0, 1) if kind.name in TOKEN_KINDS else (0, 1, 2)
+    images = {"evaluation/confusion_matrix"} | (
+        set() if kind.name in TOKEN_KINDS else {"evaluation/mistakes"})
+    scalars = {"evaluation/accuracy"} | {f"evaluation/{m}/{c}" for m in ("precision", "recall",
+                                                                         "f1")
+                                        for c in classes}
+    return images, scalars
 #: kinds whose Grad-CAM logs the deletion/insertion AUCs (one (H, W, C) image input)
 WITH_AUCS = {"sequential", "functional", "nested_backbone", "multi_output", "dict_input",
              "uint8_input", "mixed_precision"}
@@ -74,25 +89,29 @@ def test_callbacks_on_every_model_kind(tmp_path, cb_set, kind, form):
     events = read_events(log_dir)
 
     expected = set(kind.tags)
+    eval_images, eval_scalars = evaluation_tags(kind, labelled and cb_set == "audit")
     if cb_set == "attribution":
         expected = {t for t in expected if t.split("/")[0] in ("gradcam", "saliency")}
-    assert set(events["images"]) == expected
+    assert set(events["images"]) == expected | eval_images
     for tag, records in events["images"].items():
         assert [step for step, *_ in records] == [0], tag
         picture = records[0][1]
         assert picture.ndim == 3 and picture.std() > 5, tag  # drawn, not blank
 
-    aucs = AUCS if kind.name in WITH_AUCS else set()
-    assert set(events["scalars"]) == aucs  # no stability at the first logged epoch
-    for tag in aucs:
+    cam = next((t for t in events["images"] if t.startswith("gradcam/")), None)
+    aucs = {f"explanations/{cam}/{m}" for m in AUC_NAMES} if kind.name in WITH_AUCS else set()
+    # no stability at the first logged epoch
+    assert set(events["scalars"]) == aucs | eval_scalars
+    for tag in aucs | eval_scalars:
         (step, value), = events["scalars"][tag]
-        assert step == 0 and 0.0 <= value <= 1.0, (tag, value)
+        top = 2.0 if tag.endswith("worse_than_random") else 1.0
+        assert step == 0 and 0.0 <= value <= top, (tag, value)
 
     if cb_set == "audit":
         audit = callbacks[0]
-        assert set(audit.skipped) == set(kind.skipped)
+        assert set(audit.skipped) == set(kind.skipped) | (set() if labelled else {"evaluation"})
         left_out = [w for w in caught if "AuditCallback leaves out" in str(w.message)]
-        assert len(left_out) == (1 if kind.skipped else 0)
+        assert len(left_out) == (1 if kind.skipped or not labelled else 0)
         member = next(cb for name, cb in audit.callbacks.items() if name not in audit.skipped)
     else:
         member = callbacks[0]

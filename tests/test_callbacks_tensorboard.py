@@ -10,6 +10,7 @@ saved to ``test-artifacts/callbacks_tensorboard_images.png``.
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import urllib.error
@@ -25,7 +26,7 @@ from PIL import Image
 from keras_audit.callbacks import AuditCallback
 
 TAGS = {"gradcam/conv2", "saliency/vanilla", "activations/conv1", "activations/conv2",
-        "filters/conv1", "filters/conv2"}
+        "filters/conv1", "filters/conv2", "evaluation/confusion_matrix", "evaluation/mistakes"}
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists(
     "/usr/bin/chromium") else None)
@@ -71,9 +72,11 @@ def test_the_server_serves_our_pictures_at_each_step(server):
 def test_the_server_lists_the_explanation_scalars(server):
     base, _, _ = server
     scalars = json.loads(http_get(f"{base}/data/plugin/scalars/tags")).get(".", {})
-    assert {"explanations/deletion_auc", "explanations/insertion_auc",
-            "explanations/random_deletion_auc", "explanations/random_insertion_auc",
-            "explanations/stability", "explanations/stability/saliency/vanilla"} <= set(scalars)
+    cam = "explanations/gradcam/conv2/"
+    assert {cam + "deletion_auc", cam + "insertion_auc", cam + "random_deletion_auc",
+            cam + "random_insertion_auc", cam + "stability",
+            "explanations/saliency/vanilla/stability"} <= set(scalars)
+    assert all(meta["description"] for meta in scalars.values())  # every scalar says what it is
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
@@ -99,3 +102,43 @@ def test_the_images_dashboard_renders_in_a_headless_browser(server, tmp_path):
     # our pictures (viridis channel maps, colour kernels) fill the dashboard's cards
     body = picture[150:].reshape(-1, 3)
     assert len(np.unique(body, axis=0)) > 2000
+
+
+def test_the_pr_curves_plugin_serves_our_curves(server):
+    base, log_dir, _ = server
+    tags = json.loads(http_get(f"{base}/data/plugin/pr_curves/tags")).get(".", {})
+    assert set(tags) == {f"evaluation/pr/{c}" for c in CLASS_NAMES}
+    ours = read_events(str(log_dir))["pr_curves"]
+    for tag in tags:
+        url = f"{base}/data/plugin/pr_curves/pr_curves?run=.&tag={urllib.request.quote(tag)}"
+        entries = json.loads(http_get(url))["."]
+        assert [e["step"] for e in entries] == [0, 1], tag
+        step, curve = ours[tag][-1]
+        # the plugin cuts the curve after the last threshold with a prediction above it
+        n = len(entries[-1]["precision"])
+        assert 1 <= n <= curve.shape[1]
+        np.testing.assert_allclose(entries[-1]["precision"], curve[4, :n], rtol=1e-6)
+        np.testing.assert_allclose(entries[-1]["recall"], curve[5, :n], rtol=1e-6)
+        assert entries[-1]["recall"][0] == 1.0
+
+
+def test_the_custom_scalars_layout_puts_each_auc_beside_its_baseline(server):
+    base, _, _ = server
+    layout = json.loads(http_get(f"{base}/data/plugin/custom_scalars/layout"))
+    charts = {c["title"]: c["multiline"]["tag"] for cat in layout["category"]
+              for c in cat["chart"]}
+    scalars = set(json.loads(http_get(f"{base}/data/plugin/scalars/tags")).get(".", {}))
+
+    for method, metric in (("gradcam/conv2", "deletion"), ("gradcam/conv2", "insertion")):
+        title = next(t for t in charts if t.startswith(f"{method}: {metric} AUC"))
+        (pattern,) = charts[title]
+        drawn = {t for t in scalars if re.search(pattern, t)}
+        assert drawn == {f"explanations/{method}/{metric}_auc",
+                         f"explanations/{method}/random_{metric}_auc"}, title
+    stability = next(t for t in charts if t.startswith("saliency/vanilla: stability"))
+    assert {t for t in scalars if re.search(charts[stability][0], t)} == {
+        "explanations/saliency/vanilla/stability"}
+    url = (f"{base}/data/plugin/custom_scalars/scalars?run=.&"
+           f"tag={urllib.request.quote(charts[title][0])}")
+    served = json.loads(http_get(url))
+    assert served["regex_valid"] and set(served["tag_to_events"]) == drawn

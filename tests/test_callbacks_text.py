@@ -121,8 +121,8 @@ def test_stability_of_token_maps_is_logged_from_the_second_epoch(tmp_path):
                          num_samples=4, vocabulary=VOCABULARY)
     _fit(model, [cb], pad=True, epochs=2)
     scalars = read_events(str(tmp_path))["scalars"]
-    assert set(scalars) == {"explanations/stability"}  # no AUCs on token ids
-    (step, rho), = scalars["explanations/stability"]
+    assert set(scalars) == {"explanations/gradcam/lstm/stability"}  # no AUCs on token ids
+    (step, rho), = scalars["explanations/gradcam/lstm/stability"]
     assert step == 1 and -1.0 <= rho <= 1.0
 
 

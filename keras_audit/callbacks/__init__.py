@@ -21,6 +21,7 @@ from keras_audit.callbacks.attribution import AttributionCallback
 from keras_audit.callbacks.audit_callback import TECHNIQUES, AuditCallback
 from keras_audit.callbacks.base import ExplanationCallback, ExplanationLoggingWarning
 from keras_audit.callbacks.distribute import is_chief
+from keras_audit.callbacks.evaluation import EvaluationCallback
 from keras_audit.callbacks.filters import ActivationMaximizer, FilterCallback
 from keras_audit.callbacks.gradcam import DeletionInsertion, GradCAMCallback
 from keras_audit.callbacks.saliency import SaliencyCallback
@@ -45,6 +46,6 @@ def __getattr__(name: str):
 __all__ = [
     "TECHNIQUES", "ActivationMapsCallback", "ActivationMaximizer", "AttentionMapsCallback",
     "AttributionCallback", "AuditCallback", "DeletionInsertion", "EmbeddingCallback",
-    "ExplanationCallback", "ExplanationLoggingWarning", "FilterCallback", "GradCAMCallback",
+    "EvaluationCallback", "ExplanationCallback", "ExplanationLoggingWarning", "FilterCallback", "GradCAMCallback",
     "SaliencyCallback", "Samples", "Session", "is_chief", "select_samples",
 ]

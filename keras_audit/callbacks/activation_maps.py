@@ -49,7 +49,8 @@ class ActivationMapsCallback(ExplanationCallback):
         num_samples: samples shown (rows), class-balanced and fixed.
         max_channels: channels shown per sample (columns after the input).
         freq, strict, class_names, seed: as ``GradCAMCallback``.
-        colormap: a Matplotlib colormap name for the channels.
+        colormap: a Matplotlib colormap name for the channels (``None``: viridis, from
+            ``render.technique_colormap``).
         output: for a model with several outputs, the one the captions show (index or name).
 
     Models with several inputs: each row starts with the sample's first image input.
@@ -72,7 +73,7 @@ class ActivationMapsCallback(ExplanationCallback):
                  layers: list[str] | str | None = None,
                  num_samples: int = 4, max_channels: int = 16, freq: int = 1,
                  strict: bool = False, class_names: list[str] | dict[int, str] | None = None,
-                 colormap: str = "viridis", seed: int = 0,
+                 colormap: str | None = None, seed: int = 0,
                  output: int | str | None = None) -> None:
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
                          strict=strict, class_names=class_names, seed=seed, output=output)
@@ -81,6 +82,8 @@ class ActivationMapsCallback(ExplanationCallback):
             layers = [layers] if isinstance(layers, str) else list(layers)
             if not layers or not all(isinstance(n, str) for n in layers):
                 raise ValueError(f"layers must be layer names or None; got {layers!r}")
+        if colormap is None:  # the technique's colormap (render/), viridis
+            colormap = render.technique_colormap("activations")
         render.colormap_lut(colormap)  # ValueError for a name that is not a colormap
         self.layers = layers
         self.max_channels = int(max_channels)

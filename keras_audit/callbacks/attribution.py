@@ -11,6 +11,7 @@ import numpy as np
 
 from keras_audit import render
 from keras_audit.callbacks.base import MIN_TILE, ExplanationCallback
+from keras_audit.callbacks.scalars import LAYOUTS, METRIC_DESCRIPTIONS, baseline_warnings
 from keras_audit.callbacks.tokens import Vocabulary
 from keras_audit.explain import spearman_per_sample
 from keras_audit.render.tokens import TokenRows
@@ -61,11 +62,19 @@ class AttributionCallback(ExplanationCallback):
     tabular inputs never), the picture's title names the input (``"input: image"``), and when
     several inputs are drawn each has its own tag, ``<tag>/<input name>``.
 
-    It also writes ``stability_tag``: the mean Spearman rank correlation of this epoch's maps
-    (of the first drawn input) with the previous logged epoch's (from the second logged epoch).
+    It also writes the scalar ``explanations/<tag>/stability``: the mean Spearman rank
+    correlation of this epoch's maps (of the first drawn input) with the previous logged
+    epoch's (from the second logged epoch). Every scalar tag is ``explanations/<tag>/<metric>``
+    (the method is in it: two callbacks in one ``log_dir`` never share a tag), carries a
+    description, and is drawn in the folder's Custom Scalars layout (each AUC beside its random
+    baseline, see ``keras_audit.callbacks.scalars``). Where the subclass measures AUCs, each
+    logged epoch also writes ``explanations/<tag>/worse_than_random`` (how many AUCs lose to
+    their random baseline) and, when one does, the text ``explanations/<tag>/warnings``.
 
     Args:
-        colormap: a Matplotlib colormap name for the maps.
+        colormap: a Matplotlib colormap name for the maps; ``None``: the technique's own
+            (``render.technique_colormap``: ``jet`` for Grad-CAM, ``inferno`` for saliency),
+            which the report uses too.
         alpha: the map's opacity over the input, in [0, 1].
         vocabulary: the strings of token ids: a list (entry i for id i) or a dict (id ->
             string, or string -> id); ``None`` labels tokens by their ids.
@@ -78,18 +87,21 @@ class AttributionCallback(ExplanationCallback):
             samples hold token ids the vocabulary lacks, besides the explainer's own errors.
     """
 
-    #: the scalar tag of the stability measure (None: not logged)
-    stability_tag: str | None = None
+    #: whether the stability between logged epochs is written
+    log_stability: bool = True
 
     def __init__(self, validation_data: ValidationData, log_dir: str, num_samples: int = 16,
                  freq: int = 1, targets: int | str | None = None, strict: bool = False,
-                 class_names: list[str] | dict[int, str] | None = None, colormap: str = "jet",
+                 class_names: list[str] | dict[int, str] | None = None,
+                 colormap: str | None = None,
                  alpha: float = 0.5, seed: int = 0,
                  vocabulary: Sequence[str] | Mapping | None = None,
                  output: int | str | None = None) -> None:
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
                          strict=strict, class_names=class_names, targets=targets, seed=seed,
                          output=output)
+        if colormap is None:  # the technique's colormap, the same in the report (render/)
+            colormap = render.technique_colormap(self.technique)
         render.colormap_lut(colormap)  # ValueError for a name that is not a colormap
         if not (isinstance(alpha, int | float) and 0.0 <= float(alpha) <= 1.0):
             raise ValueError(f"alpha must be a number in [0, 1]; got {alpha!r}")
@@ -105,6 +117,15 @@ class AttributionCallback(ExplanationCallback):
     def tag_base(self) -> str:
         """The tag of the pictures when one input is drawn (known after ``on_train_begin``)."""
         raise NotImplementedError
+
+    def scalar_tag(self, metric: str) -> str:
+        """``explanations/<tag_base>/<metric>`` (known after ``on_train_begin``)."""
+        return f"explanations/{self.tag_base}/{metric}"
+
+    @property
+    def stability_tag(self) -> str | None:
+        """The stability scalar's tag (``None``: not logged)."""
+        return self.scalar_tag("stability") if self.log_stability else None
 
     @property
     def tag(self) -> str:
@@ -149,6 +170,8 @@ class AttributionCallback(ExplanationCallback):
         self._target_ids = self.resolve_targets(self.explainer.n_classes, self.explainer.task)
         self.check_class_names(self.explainer.n_classes)
         self._prev_maps = None
+        LAYOUTS.register_pair(self.log_dir, base)
+        self.charts = True
 
     def _masks_zero(self, view: View) -> bool:
         """Whether the Embedding reading a token input masks id 0 (padding)."""
@@ -175,7 +198,8 @@ class AttributionCallback(ExplanationCallback):
         return {"maps": maps, "prev_maps": prev, "probs": probs, "scalars": scalars}
 
     def _scalars(self, maps: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-        """Scalars that need the model as it is now (computed on the training thread); the
+        """Scalars that need the model as it is now (computed on the training thread), by
+        metric name (``"deletion_auc"``: written as ``explanations/<tag>/deletion_auc``); the
         base class has none."""
         return {}
 
@@ -199,13 +223,23 @@ class AttributionCallback(ExplanationCallback):
             picture = self._picture(view, payload["maps"][view.map_index], captions)
             self.write_image(view.tag, picture, step)
         scalars = dict(payload["scalars"])
-        if self.stability_tag is not None and payload.get("prev_maps") is not None:
+        base = self.tag_base
+        if "deletion_auc" in scalars or "insertion_auc" in scalars:
+            warnings = baseline_warnings(scalars, base)
+            scalars["worse_than_random"] = float(len(warnings))
+            if warnings:
+                self.write_text(self.scalar_tag("warnings"),
+                                "\n\n".join(f"**Epoch {step}**: {w}" for w in warnings), step,
+                                "Written at the epochs where a map does worse than its random "
+                                "baseline.")
+        if self.log_stability and payload.get("prev_maps") is not None:
             first = payload["maps"][self.views[0].map_index]
             rho = spearman_per_sample(payload["prev_maps"], first)
             if np.any(np.isfinite(rho)):
-                scalars[self.stability_tag] = float(np.nanmean(rho))
-        for tag, value in scalars.items():
-            self.write_scalar(tag, value, step)
+                scalars["stability"] = float(np.nanmean(rho))
+        for metric, value in scalars.items():
+            self.write_scalar(self.scalar_tag(metric), value, step,
+                              METRIC_DESCRIPTIONS.get(metric, "").format(base=base) or None)
 
     def trace_counts(self) -> dict[str, int]:
         """Tracings of the explainer and of the shared prediction pass."""

@@ -23,8 +23,9 @@ TECHNIQUES: dict[str, str] = {
     "filters": "keras_audit.callbacks.filters:FilterCallback",
     "embeddings": "keras_audit.callbacks.embeddings:EmbeddingCallback",
     "attention": "keras_audit.callbacks.attention:AttentionMapsCallback",
+    "evaluation": "keras_audit.callbacks.evaluation:EvaluationCallback",
 }
-DEFAULT_INCLUDE = ("gradcam", "saliency", "activations", "filters")
+DEFAULT_INCLUDE = ("gradcam", "saliency", "activations", "filters", "evaluation")
 
 
 def technique_class(name: str) -> type:
@@ -70,13 +71,16 @@ class AuditCallback(keras.callbacks.Callback):
         include: technique names: ``"gradcam"``, ``"saliency"``, ``"activations"``,
             ``"filters"``, ``"embeddings"``, ``"attention"``.
         options: per-technique keyword arguments, e.g. ``{"gradcam": {"layer": "conv2"},
-            "filters": {"mode": "maximize"}}``.
+            "filters": {"mode": "maximize"}}``. A list of methods builds one member per method:
+            ``{"saliency": {"method": ["vanilla", "smoothgrad"]}}`` (members
+            ``"saliency/vanilla"`` and ``"saliency/smoothgrad"`` in ``callbacks``).
         **shared_options: keyword arguments given to every member that accepts them, e.g.
             ``freq=2, strict=True, class_names=names, num_samples=8``; ``output=`` (several
             outputs: the one explained) and ``vocabulary=`` (text models: token strings) too.
 
     Attributes:
-        callbacks: ``{name: callback}`` in ``include`` order.
+        callbacks: ``{name: callback}`` in ``include`` order (``"<name>/<method>"`` for each of
+            a list of methods).
         skipped: ``{name: reason}`` of the default techniques left out in the last ``fit()``.
         session: the ``Session`` of the current (or last) ``fit()``; ``None`` before one.
 
@@ -118,6 +122,15 @@ class AuditCallback(keras.callbacks.Callback):
         if orphan:
             valid = sorted(set().union(*accepted.values()) - {"validation_data", "log_dir"})
             raise ValueError(f"no included technique takes option(s) {orphan}; valid: {valid}")
+        for name, opts in options.items():
+            if not isinstance(opts, dict):
+                raise ValueError(f"options[{name!r}] must be a dict of keyword arguments; got "
+                                 f"{type(opts).__name__}")
+            bad = sorted(set(opts) - accepted[name])
+            if bad:
+                valid = sorted(accepted[name] - {"validation_data", "log_dir"})
+                raise ValueError(f"unknown option(s) {bad} for technique {name!r}; valid: "
+                                 f"{valid}")
         self.session: Session | None = None
         self.callbacks: dict[str, keras.callbacks.Callback] = {}
         for name, cls in classes.items():
@@ -125,6 +138,15 @@ class AuditCallback(keras.callbacks.Callback):
             kwargs.update(options.get(name, {}))
             if "validation_data" in accepted[name]:
                 kwargs["validation_data"] = validation_data
+            methods = kwargs.get("method")
+            if isinstance(methods, list | tuple):  # one member per method: "saliency/smoothgrad"
+                if not methods or len(set(methods)) != len(methods):
+                    raise ValueError(f"options[{name!r}]['method'] must list distinct methods; "
+                                     f"got {methods!r}")
+                for method in methods:
+                    key = name if len(methods) == 1 else f"{name}/{method}"
+                    self.callbacks[key] = cls(log_dir=log_dir, **{**kwargs, "method": method})
+                continue
             self.callbacks[name] = cls(log_dir=log_dir, **kwargs)
         self.log_dir = log_dir
         self.skipped: dict[str, str] = {}

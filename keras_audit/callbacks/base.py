@@ -35,6 +35,7 @@ from keras_audit._checks import positive_int
 from keras_audit.callbacks.distribute import ensure_built, is_chief
 from keras_audit.callbacks.predictions import predicted_classes
 from keras_audit.callbacks.samples import Samples, balanced_order, select_samples
+from keras_audit.callbacks.scalars import LAYOUTS
 from keras_audit.callbacks.session import Session
 from keras_audit.render.png import png_fast
 
@@ -124,6 +125,9 @@ class ExplanationCallback(keras.callbacks.Callback):
     technique = "explanation"
     #: whether the callback explains validation samples
     needs_data = True
+    #: whether the callback registered Custom Scalars charts (``scalars.LAYOUTS``) in
+    #: ``_setup``: its first logged epoch then writes the folder's layout
+    charts = False
 
     def __init__(self, validation_data: ValidationData | None, log_dir: str,
                  num_samples: int = 16, freq: int = 1, strict: bool = False,
@@ -252,6 +256,9 @@ class ExplanationCallback(keras.callbacks.Callback):
         def task():
             t = time.thread_time()
             try:
+                if self.charts:  # the Custom Scalars layout, before the scalars it draws
+                    self._session.write_layout(self.log_dir, LAYOUTS.layout(self.log_dir),
+                                               epoch)
                 self._write(payload, epoch)
                 self._session.flush(self.log_dir)  # visible in TensorBoard while training
             finally:
@@ -291,9 +298,14 @@ class ExplanationCallback(keras.callbacks.Callback):
         """Write one uint8 ``(H, W, 3)`` picture under ``tag`` at ``step`` (worker thread)."""
         self._session.write_image(self.log_dir, tag, image, step)
 
-    def write_scalar(self, tag: str, value: float, step: int) -> None:
-        """Write one scalar under ``tag`` at ``step`` (worker thread)."""
-        self._session.write_scalar(self.log_dir, tag, value, step)
+    def write_scalar(self, tag: str, value: float, step: int,
+                     description: str | None = None) -> None:
+        """Write one scalar under ``tag`` at ``step`` (worker thread), with its description."""
+        self._session.write_scalar(self.log_dir, tag, value, step, description)
+
+    def write_text(self, tag: str, text: str, step: int, description: str | None = None) -> None:
+        """Write Markdown ``text`` under ``tag`` at ``step`` (worker thread)."""
+        self._session.write_text(self.log_dir, tag, text, step, description)
 
     def model_layers(self) -> list[LayerInfo]:
         """The model's readable layers (nested ones included), listed once per ``fit()`` and

@@ -290,7 +290,10 @@ class EmbeddingCallback(ExplanationCallback):
         score = silhouette(features, labels)
         if score is not None:
             self.silhouettes[step] = score
-            self.write_scalar(f"embeddings/{self.layer_path}/silhouette", score, step)
+            self.write_scalar(f"embeddings/{self.layer_path}/silhouette", score, step,
+                              "Silhouette score of the embeddings grouped by class (-1..1, "
+                              "Euclidean, full dimension). Higher is better: classes form "
+                              "separate clusters.")
         self.last_embedding = features
 
     def trace_counts(self) -> dict[str, int]:

@@ -33,15 +33,18 @@ class GradCAMCallback(AttributionCallback):
     sample next to its heatmap overlaid on it, captioned with the true class, the predicted
     class and the confidence. It also writes the scalars
 
-    - ``explanations/deletion_auc``, ``explanations/insertion_auc`` and the same for a random
-      pixel order, ``explanations/random_deletion_auc`` and ``explanations/random_insertion_auc``
+    - ``explanations/<method>/<layer>/deletion_auc`` and ``.../insertion_auc``, and the same
+      for a random pixel order, ``.../random_deletion_auc`` and ``.../random_insertion_auc``
       (the RISE protocol with ``metric_steps`` steps on the first ``metric_samples`` samples, run
       as one compiled batch); lower deletion and higher insertion than random mean the maps
-      point at what the model uses;
-    - ``explanations/stability``: the mean Spearman rank correlation of the maps with the
-      previous logged epoch's (from the second logged epoch on).
+      point at what the model uses. ``.../worse_than_random`` counts the AUCs that lose to
+      their baseline, and the text ``.../warnings`` says so when one does;
+    - ``explanations/<method>/<layer>/stability``: the mean Spearman rank correlation of the
+      maps with the previous logged epoch's (from the second logged epoch on).
 
-    Write one CAM callback per ``log_dir``: the scalar tags do not name the method.
+    Every scalar carries a description, and the folder's Custom Scalars layout draws each AUC
+    beside its random baseline in one chart. The tags name the method and the layer, so a
+    ``gradcam`` and a ``gradcam++`` callback can share a ``log_dir``.
 
     Text models (integer token ids read by an ``Embedding``, then ``Conv1D`` or recurrent
     layers): the map is the CAM of a 3-D ``(N, t, C)`` layer resized to the input's length, one
@@ -100,18 +103,18 @@ class GradCAMCallback(AttributionCallback):
     """
 
     technique = "gradcam"
-    stability_tag = "explanations/stability"
 
     def __init__(self, validation_data: ValidationData, log_dir: str, layer: str | None = None,
                  method: str = "gradcam", num_samples: int = 16, freq: int = 1,
                  targets: int | str | None = None, strict: bool = False,
                  class_names: list[str] | dict[int, str] | None = None,
                  metrics: bool | None = None, metric_samples: int = 4, metric_steps: int = 4,
-                 colormap: str = "jet", alpha: float = 0.5, seed: int = 0,
+                 colormap: str | None = None, alpha: float = 0.5, seed: int = 0,
                  vocabulary: Sequence[str] | Mapping | None = None,
                  output: int | str | None = None) -> None:
-        if method not in CAM_METHODS:
-            raise ValueError(f"unknown method {method!r}; choices: {sorted(CAM_METHODS)}")
+        if not isinstance(method, str) or method not in CAM_METHODS:  # a list: AuditCallback
+            raise ValueError(f"unknown method {method!r}; choices: {sorted(CAM_METHODS)} (one name; "
+                             "AuditCallback's options take a list)")
         positive_int(metric_samples, "metric_samples")
         positive_int(metric_steps, "metric_steps")
         if layer is not None and not isinstance(layer, str):
@@ -130,7 +133,7 @@ class GradCAMCallback(AttributionCallback):
         self._faithfulness: DeletionInsertion | None = None
         self.metric_seconds: list[float] = []
         if self.metrics is False:
-            self.stability_tag = None
+            self.log_stability = False
 
     @property
     def tag_base(self) -> str:
@@ -188,7 +191,7 @@ class GradCAMCallback(AttributionCallback):
             t0 = time.perf_counter()
             aucs = self._faithfulness(maps[:m], targets[:m])
             self.metric_seconds.append(time.perf_counter() - t0)
-            out.update({f"explanations/{k}": float(np.mean(v)) for k, v in aucs.items()})
+            out.update({k: float(np.mean(v)) for k, v in aucs.items()})
         return out
 
     def trace_counts(self) -> dict[str, int]:

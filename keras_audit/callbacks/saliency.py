@@ -21,7 +21,7 @@ class SaliencyCallback(AttributionCallback):
 
     Each logged epoch writes the picture ``saliency/<method>``: every sample next to its map
     overlaid on it, captioned with the true class, the predicted class and the confidence;
-    and the scalar ``explanations/stability/saliency/<method>``, the mean Spearman rank
+    and the scalar ``explanations/saliency/<method>/stability``, the mean Spearman rank
     correlation of the maps with the previous logged epoch's (from the second logged epoch).
 
     Text models (integer token ids read by an ``Embedding``): the gradient is taken at the
@@ -58,12 +58,13 @@ class SaliencyCallback(AttributionCallback):
     def __init__(self, validation_data: ValidationData, log_dir: str, method: str = "vanilla",
                  num_samples: int = 16, freq: int = 1, targets: int | str | None = None,
                  strict: bool = False, class_names: list[str] | dict[int, str] | None = None,
-                 method_options: dict | None = None, colormap: str = "inferno",
+                 method_options: dict | None = None, colormap: str | None = None,
                  alpha: float = 0.6, seed: int = 0,
                  vocabulary: Sequence[str] | Mapping | None = None,
                  output: int | str | None = None) -> None:
-        if method not in SALIENCY_METHODS:
-            raise ValueError(f"unknown method {method!r}; choices: {sorted(SALIENCY_METHODS)}")
+        if not isinstance(method, str) or method not in SALIENCY_METHODS:  # a list: AuditCallback
+            raise ValueError(f"unknown method {method!r}; choices: {sorted(SALIENCY_METHODS)} (one name; "
+                             "AuditCallback's options take a list)")
         options = dict(method_options or {})
         accepted = set(inspect.signature(SALIENCY_METHODS[method].__init__).parameters)
         unknown = sorted(set(options) - (accepted - {"self", "model", "output"}))
@@ -76,7 +77,6 @@ class SaliencyCallback(AttributionCallback):
                          output=output)
         self.method = method
         self.method_options = options
-        self.stability_tag = f"explanations/stability/saliency/{method}"
 
     @property
     def tag_base(self) -> str:

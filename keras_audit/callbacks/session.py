@@ -116,6 +116,7 @@ class Session:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: collections.deque = collections.deque()
         self._writers: dict[str, Any] = {}
+        self._layouts: set[str] = set()
         self._errors: list[tuple[Callable[[BaseException], None], BaseException]] = []
         self._warned = False
         self._lock = threading.Lock()
@@ -238,10 +239,55 @@ class Session:
             tf.summary.write(tag, tf.constant([str(image.shape[1]), str(image.shape[0]), data]),
                              metadata=_IMAGE_METADATA)
 
-    def write_scalar(self, log_dir: str, tag: str, value: float, step: int) -> None:
-        """Write one scalar under ``tag`` at ``step`` into ``log_dir``."""
+    def write_scalar(self, log_dir: str, tag: str, value: float, step: int,
+                     description: str | None = None) -> None:
+        """Write one scalar under ``tag`` at ``step`` into ``log_dir`` (``description``: the
+        Markdown TensorBoard shows beside the chart)."""
         with self._writer(log_dir).as_default(step=step):
-            tf.summary.scalar(tag, float(value))
+            tf.summary.scalar(tag, float(value), description=description)
+
+    def write_text(self, log_dir: str, tag: str, text: str, step: int,
+                   description: str | None = None) -> None:
+        """Write Markdown ``text`` (the Text dashboard renders tables) under ``tag``."""
+        with self._writer(log_dir).as_default(step=step):
+            tf.summary.text(tag, text, description=description)
+
+    def write_histogram(self, log_dir: str, tag: str, values: np.ndarray, step: int,
+                        description: str | None = None) -> None:
+        """Write a histogram of ``values`` under ``tag`` (TensorBoard's Histograms dashboard)."""
+        with self._writer(log_dir).as_default(step=step):
+            tf.summary.histogram(tag, np.asarray(values, np.float32).ravel(), buckets=30,
+                                 description=description)
+
+    def write_tensor(self, log_dir: str, tag: str, tensor: np.ndarray, step: int,
+                     metadata: Any) -> None:
+        """Write ``tensor`` with a plugin's ``SummaryMetadata`` (PR curves, layouts)."""
+        with self._writer(log_dir).as_default(step=step):
+            tf.summary.write(tag, tf.constant(tensor), metadata=metadata)
+
+    def write_layout(self, log_dir: str, layout: Any, step: int) -> None:
+        """Write a Custom Scalars layout (``layout_pb2.Layout``) into ``log_dir``, once per
+        folder and session (the registry that builds it holds every member's charts)."""
+        from tensorboard.plugins.custom_scalar import metadata as cs_metadata
+
+        with self._lock:
+            if log_dir in self._layouts:
+                return
+            self._layouts.add(log_dir)
+        self.write_tensor(log_dir, cs_metadata.CONFIG_SUMMARY_TAG,
+                          np.array(layout.SerializeToString(), dtype=object), step,
+                          cs_metadata.create_summary_metadata())
+
+    def outputs(self, model: keras.Model, inputs: list[np.ndarray], batch_size: int = 512
+                ) -> Any:
+        """The model's outputs on any number of samples, in batches, through the one compiled
+        pass the session shares (its signature takes any batch size: no retracing)."""
+        if self._forward is None or self._forward.model is not model:
+            self._forward = ModelOutputs(model)
+        n = len(inputs[0])
+        parts = [self._forward([a[i:i + batch_size] for a in inputs])
+                 for i in range(0, n, batch_size)]
+        return tf.nest.map_structure(lambda *p: np.concatenate(p), *parts)
 
     def flush(self, log_dir: str) -> None:
         """Hand a folder's pending records to the file, so TensorBoard shows them now."""

@@ -21,6 +21,8 @@ Example::
     html_img = render.data_uri(picture)
 """
 
+from keras_audit.render.colormaps import TECHNIQUE_COLORMAPS, technique_colormap
+from keras_audit.render.confusion import confusion_image
 from keras_audit.render.figures import data_uri, figure_to_array, heatmap, png_bytes, scatter_2d
 from keras_audit.render.grids import (
     caption,
@@ -43,11 +45,13 @@ from keras_audit.render.images import (
 )
 
 __all__ = [
+    "TECHNIQUE_COLORMAPS",
     "caption",
     "captions",
     "channel_grid",
     "colorize",
     "colormap_lut",
+    "confusion_image",
     "data_uri",
     "explanation_grid",
     "figure_to_array",
@@ -61,6 +65,7 @@ __all__ = [
     "resize_maps",
     "scatter_2d",
     "strongest_channels",
+    "technique_colormap",
     "to_uint8_images",
     "upscale_factor",
 ]
