@@ -28,18 +28,17 @@ from keras_audit.callbacks.saliency import SaliencyCallback
 from keras_audit.callbacks.samples import Samples, select_samples
 from keras_audit.callbacks.session import Session
 
-_LAZY = {
-    "EmbeddingCallback": "keras_audit.callbacks.embeddings",
-    "AttentionMapsCallback": "keras_audit.callbacks.attention",
-}
-
 
 def __getattr__(name: str):
     # the embedding and attention callbacks import their own dependencies only when used
-    if name in _LAZY:
-        import importlib
+    if name == "EmbeddingCallback":
+        from keras_audit.callbacks.embeddings import EmbeddingCallback
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return EmbeddingCallback
+    if name == "AttentionMapsCallback":
+        from keras_audit.callbacks.attention import AttentionMapsCallback
+
+        return AttentionMapsCallback
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -36,8 +35,23 @@ def technique_class(name: str) -> type:
     """
     if name not in TECHNIQUES:
         raise ValueError(f"unknown technique {name!r}; valid names: {sorted(TECHNIQUES)}")
-    module, cls = TECHNIQUES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    # explicit imports (no importlib): a technique's module loads only when it is used
+    if name == "gradcam":
+        from keras_audit.callbacks.gradcam import GradCAMCallback as cls
+    elif name == "saliency":
+        from keras_audit.callbacks.saliency import SaliencyCallback as cls
+    elif name == "activations":
+        from keras_audit.callbacks.activation_maps import ActivationMapsCallback as cls
+    elif name == "filters":
+        from keras_audit.callbacks.filters import FilterCallback as cls
+    elif name == "embeddings":
+        from keras_audit.callbacks.embeddings import EmbeddingCallback as cls
+    elif name == "attention":
+        from keras_audit.callbacks.attention import AttentionMapsCallback as cls
+    else:
+        from keras_audit.callbacks.evaluation import EvaluationCallback as cls
+    assert f"{cls.__module__}:{cls.__name__}" == TECHNIQUES[name]  # the table says the same
+    return cls
 
 
 class AuditCallback(keras.callbacks.Callback):

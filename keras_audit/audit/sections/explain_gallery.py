@@ -39,6 +39,7 @@ def _groups(ctx: AuditContext, per: int) -> list[tuple[str, str, list[int]]]:
 
 def _gallery(ctx: AuditContext, opts: dict, sec: Section, part: dict, bar) -> None:
     from keras_audit.audit.sections.explanation_methods import build_explainer, method_title
+    from keras_audit.render.colormaps import technique_colormap
     from keras_audit.render.figures import png_bytes
     from keras_audit.render.images import overlay, to_uint8_images
 
@@ -66,7 +67,7 @@ def _gallery(ctx: AuditContext, opts: dict, sec: Section, part: dict, bar) -> No
     images = to_uint8_images(xs)
     tiles = {i: {"input": png_bytes(images[k])} for k, i in enumerate(idx)}
     for method, m in maps.items():
-        over = overlay(images, m)
+        over = overlay(images, m, cmap=technique_colormap(method))  # as in TensorBoard
         for k, i in enumerate(idx):
             tiles[i][method] = png_bytes(over[k])
     part["samples"] = []
