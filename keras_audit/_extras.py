@@ -9,15 +9,11 @@ scikit-image, pandas, jinja2, pyyaml, tqdm). Code that needs an extra asks for i
     # at the top of keras_audit/audit/__init__.py: cheap, imports nothing
     check_installed("audit", feature="keras_audit.audit")  # every module of EXTRA_MODULES
 
-    # where the module is used: imports it and returns it
-    (shap,) = require("audit", "shap", feature="audit.shap_values")
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
-from types import ModuleType
 
 #: the extras declared in pyproject.toml ([project.optional-dependencies]); a test keeps them equal
 EXTRAS = ("audit", "counterfactuals", "all", "dev")
@@ -45,13 +41,6 @@ def install_command(extra: str) -> str:
     if extra not in EXTRAS:
         raise ValueError(f"unknown extra {extra!r}; keras-audit's extras are {list(EXTRAS)}")
     return f"pip install 'keras-audit[{extra}]'"
-
-
-def _is_missing(exc: ImportError, name: str) -> bool:
-    # the module itself (or a parent package of it) is absent, not something it imports
-    missing = getattr(exc, "name", None)
-    return isinstance(exc, ModuleNotFoundError) and missing is not None and (
-        name == missing or name.startswith(missing + "."))
 
 
 def _findable(name: str) -> bool:
@@ -84,44 +73,6 @@ def _check_arguments(extra: str, modules: tuple[str, ...], feature: str) -> None
         raise ValueError("feature must say what needs the modules, e.g. 'audit.shap_values'")
 
 
-def require(extra: str, *modules: str, feature: str) -> tuple[ModuleType, ...]:
-    """Import optional modules, or raise one ``ImportError`` that names the fix.
-
-    Every module is tried before raising, so a user learns everything missing at once.
-
-    Args:
-        extra: the keras-audit extra that provides the modules (one of ``EXTRAS``).
-        *modules: import names, dotted allowed (``"shap"``, ``"lime.lime_image"``).
-        feature: what needs them, as the user called it (``"audit.shap_values"``).
-
-    Returns:
-        The imported modules, in the order given: ``(shap,) = require("audit", "shap", ...)``.
-
-    Raises:
-        ImportError: one or more modules are absent (named in the message) or fail to import
-            (their own error quoted); the message names ``feature`` and the command
-            ``pip install 'keras-audit[<extra>]'``. It is chained to the first import error.
-        ValueError: ``extra`` is unknown, no module is named, or ``feature`` is empty.
-    """
-    _check_arguments(extra, modules, feature)
-    loaded: list[ModuleType] = []
-    missing: list[str] = []
-    broken: list[str] = []
-    first: ImportError | None = None
-    for name in modules:
-        try:
-            loaded.append(importlib.import_module(name))
-        except ImportError as exc:
-            first = first or exc
-            if _is_missing(exc, name):
-                missing.append(name)
-            else:  # installed but broken, e.g. its own dependency is missing
-                broken.append(f"{name} failed to import ({exc})")
-    if missing or broken:
-        raise _error(extra, feature, missing, broken) from first
-    return tuple(loaded)
-
-
 def check_installed(extra: str, *modules: str, feature: str) -> None:
     """Check that top-level modules are installed, without importing them.
 
@@ -146,7 +97,7 @@ def check_installed(extra: str, *modules: str, feature: str) -> None:
     dotted = [m for m in modules if "." in m]
     if dotted:
         raise ValueError(f"check_installed takes top-level names only, got {dotted}; "
-                         "use require() for submodules")
+                         "check the top-level package")
     missing = [m for m in modules if not _findable(m)]
     if missing:
         raise _error(extra, feature, missing, [])

@@ -154,3 +154,11 @@ def test_screenshot_and_print(report_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     counts = [int(c) for c in re.findall(rb"/Count (\d+)", pdf.read_bytes())]
     assert counts and max(counts) >= len(SECTIONS)
+    # every printed page carries the report id and its page number (the @page margin boxes)
+    from pypdf import PdfReader
+
+    report_id = json.loads((report_dir / "report.json").read_text())["provenance"]["report_id"]
+    pages = PdfReader(pdf).pages
+    for i, pg in enumerate(pages, start=1):
+        text = " ".join(pg.extract_text().split())
+        assert f"Page {i} of {len(pages)}" in text and report_id in text, (i, text[:200])

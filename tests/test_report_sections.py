@@ -191,3 +191,17 @@ def test_bad_options_are_refused_before_work():
     ctx = build_context(model, x, y, defaults=sections.DEFAULT_OPTIONS,
                         checks=("performance",), class_names={1: "malignant", 0: "benign"})
     assert ctx.names == ["benign", "malignant"]
+
+
+def test_the_lrp_check_adds_lrp_to_the_quality_checks():
+    model, x, y = _tabular("classification")
+    ctx = build_context(model, x, y, defaults=sections.DEFAULT_OPTIONS,
+                        checks=("sanity", "lrp"), samples=4, options=FAST_OPTIONS)
+    c = _build(sections.quality, ctx).content
+    assert c["methods"][-1] == "lrp"
+    assert "lrp" in c["sanity"]["verdicts"]
+    assert [r["method"] for r in c["faithfulness"]["rows"]][-1] == "lrp"
+    # without the check, LRP is not run
+    plain = build_context(model, x, y, defaults=sections.DEFAULT_OPTIONS, checks=("sanity",),
+                          samples=4, options=FAST_OPTIONS)
+    assert "lrp" not in _build(sections.quality, plain).content["methods"]

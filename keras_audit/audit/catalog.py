@@ -10,7 +10,7 @@ from __future__ import annotations
 SCHEMA_VERSION = "1.0"
 #: the analyses ``run`` can do, in their default order
 CHECKS = ("performance", "shap", "lime", "pruning", "sanity", "robustness", "adversarial",
-          "shift", "examples", "counterfactuals")
+          "shift", "examples", "counterfactuals", "lrp")
 #: the analyses ``run`` does by default (the others on request: shift and examples need
 #: reference data, counterfactuals and the attacks are slow)
 DEFAULT_CHECKS = ("performance", "shap", "lime", "pruning", "sanity")

@@ -19,9 +19,11 @@ def build_part(ctx: AuditContext, options: dict, sec: Section) -> None:
     """Fill ``sec.content["gallery"]`` and ``sec.galleries``."""
     part: dict = {}
     sec.content["gallery"] = part
-    methods = options["gallery"]["methods"]
-    with sec.step("gallery", part, total=len(methods)) as bar:
-        _gallery(ctx, options["gallery"], sec, part, bar)
+    opts = dict(options["gallery"])
+    if "lrp" in ctx.checks and "lrp" not in opts["methods"]:  # the "lrp" check adds its maps
+        opts["methods"] = (*opts["methods"], "lrp")
+    with sec.step("gallery", part, total=len(opts["methods"])) as bar:
+        _gallery(ctx, opts, sec, part, bar)
 
 
 def _groups(ctx: AuditContext, per: int) -> list[tuple[str, str, list[int]]]:

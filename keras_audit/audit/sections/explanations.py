@@ -30,11 +30,11 @@ def build(ctx: AuditContext, options: dict) -> Section:
     c.update({"kind": ctx.kind,
               "targets": "the model's predicted class" if ctx.classifier else "output 0"})
     c.update(explained_what(ctx))
-    if not any(check in ctx.checks for check in ("shap", "lime", "sanity")):
+    if not any(check in ctx.checks for check in ("shap", "lime", "sanity", "lrp")):
         c["status"] = "not requested"
         return sec
     c["status"] = "ok"
-    if "shap" in ctx.checks or "lime" in ctx.checks:
+    if "shap" in ctx.checks or "lime" in ctx.checks or "lrp" in ctx.checks:
         if ctx.kind == "image":
             explain_gallery.build_part(ctx, options, sec)
         elif ctx.kind == "tabular":

@@ -27,6 +27,13 @@ def build(ctx: AuditContext, options: dict) -> Section:
         return sec
     opts = options["sanity"]
     methods = list(opts["methods"] or default_methods(ctx))
+    if "lrp" in ctx.checks and "lrp" not in methods:  # the "lrp" check: LRP's sanity too
+        reason = _lrp_reason(ctx)
+        if reason is None:
+            methods.append("lrp")
+        else:
+            c["lrp"] = {"status": "skipped", "reason": reason}
+            sec.finding("info", f"LRP left out of the quality checks: {reason}")
     c.update({"status": "ok", "methods": methods, "samples": int(len(ctx.explain_idx))})
     if opts["methods"] is None and ctx.kind == "image" and "gradcam" not in methods:
         c["gradcam"] = {"status": "skipped", "reason": _cam_reason(ctx)}
@@ -37,6 +44,17 @@ def build(ctx: AuditContext, options: dict) -> Section:
     with sec.step("faithfulness", c["faithfulness"], total=len(methods)) as bar:
         _faithfulness(ctx, int(opts["steps"]), methods, sec, c["faithfulness"], bar)
     return sec
+
+
+def _lrp_reason(ctx: AuditContext) -> str | None:
+    """Why LRP cannot explain the explained model, or None when it can."""
+    from keras_audit.audit.sections.explanation_methods import build_explainer
+
+    try:
+        build_explainer("lrp", ctx.view)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def default_methods(ctx: AuditContext) -> list[str]:
