@@ -23,12 +23,9 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 
-def model_input_shape(model: keras.Model) -> tuple:
-    """Return the model's input shape without the batch axis, e.g. ``(32, 32, 3)``.
-
-    Raises:
-        ValueError: the model has not been built, or has several inputs.
-    """
+def _declared_shape(model: keras.Model):
+    """``model.input_shape`` (a list for several inputs), or the shape a subclassed model was
+    built with; ValueError when the model has not been built."""
     shape = None
     try:
         shape = model.input_shape
@@ -43,7 +40,21 @@ def model_input_shape(model: keras.Model) -> tuple:
             f"model {model.name!r} has not been built: call it on a batch or build it with "
             "keras.Input before explaining it"
         )
-    if isinstance(shape, list | tuple) and shape and isinstance(shape[0], list | tuple):
+    return shape
+
+
+def _nested(shape) -> bool:
+    return isinstance(shape, list | tuple) and bool(shape) and isinstance(shape[0], list | tuple)
+
+
+def model_input_shape(model: keras.Model) -> tuple:
+    """Return the model's input shape without the batch axis, e.g. ``(32, 32, 3)``.
+
+    Raises:
+        ValueError: the model has not been built, or has several inputs.
+    """
+    shape = _declared_shape(model)
+    if _nested(shape):
         if len(shape) != 1:
             raise ValueError(
                 f"model {model.name!r} has {len(shape)} inputs; keras_audit explains "
@@ -95,22 +106,8 @@ def model_inputs(model: keras.Model) -> list[InputSpec]:
 
 
 def _single_shape(model: keras.Model) -> tuple:
-    shape = None
-    try:
-        shape = model.input_shape
-    except (AttributeError, ValueError):
-        built = getattr(model, "_build_shapes_dict", None) or {}
-        if len(built) == 1:
-            shape = next(iter(built.values()))
-            shape = (None, *tuple(shape)[1:]) if shape is not None else None
-    if shape is None:
-        raise ValueError(
-            f"model {model.name!r} has not been built: call it on a batch or build it with "
-            "keras.Input before explaining it"
-        )
-    if isinstance(shape, list | tuple) and shape and isinstance(shape[0], list | tuple):
-        shape = shape[0]
-    return tuple(shape[1:])
+    shape = _declared_shape(model)
+    return tuple((shape[0] if _nested(shape) else shape)[1:])
 
 
 def check_inputs(model: keras.Model, x, specs: list[InputSpec] | None = None,

@@ -109,6 +109,16 @@ def data_uri(img_or_figure: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(img_or_figure)).decode("ascii")
 
 
+def _label(ax: Any, title: str | None, xlabel: str | None, ylabel: str | None) -> None:
+    # the same title and axis-label sizes on every figure
+    if title:
+        ax.set_title(title, fontsize=9)
+    if xlabel:
+        ax.set_xlabel(xlabel, fontsize=8)
+    if ylabel:
+        ax.set_ylabel(ylabel, fontsize=8)
+
+
 def new_figure(size: tuple[float, float], dpi: int | None = None) -> Any:
     """A ``matplotlib.figure.Figure`` on its own Agg canvas (no pyplot, no global state).
 
@@ -186,12 +196,7 @@ def scatter_2d(points: Any, labels: Any = None, class_names: Sequence[str] | Non
     if labels is not None and len(classes) <= 20:
         ax.legend(fontsize=7, markerscale=1.5, frameon=False, loc="upper left",
                   bbox_to_anchor=(1.0, 1.0))
-    if title:
-        ax.set_title(title, fontsize=9)
-    if xlabel:
-        ax.set_xlabel(xlabel, fontsize=8)
-    if ylabel:
-        ax.set_ylabel(ylabel, fontsize=8)
+    _label(ax, title, xlabel, ylabel)
     ax.tick_params(labelsize=7)
     return figure_to_array(fig)
 
@@ -266,10 +271,5 @@ def heatmap(matrix: Any, row_labels: Sequence[str] | None = None,
                 ax.text(c, r, format(value, fmt), ha="center", va="center", fontsize=size, color=ink)
     if colorbar:
         fig.colorbar(image, ax=ax, shrink=0.85).ax.tick_params(labelsize=7)
-    if title:
-        ax.set_title(title, fontsize=9)
-    if xlabel:
-        ax.set_xlabel(xlabel, fontsize=8)
-    if ylabel:
-        ax.set_ylabel(ylabel, fontsize=8)
+    _label(ax, title, xlabel, ylabel)
     return fig
