@@ -115,6 +115,9 @@ class Stream:
         return np.concatenate([raw for raw, _, _ in self._forward_batches(forward)])
 
     def _forward_batches(self, forward):
+        if self.strategy is None and self.dataset is not None:
+            yield from _dataset_forward(forward, self.dataset)
+            return
         if self.strategy is None:
             for x, y, g in self.batches():
                 yield forward(x), y, g
@@ -150,6 +153,21 @@ def _groups(g) -> dict[str, np.ndarray]:
 def _labels(v) -> np.ndarray:
     a = np.asarray(v)
     return a.astype(str) if a.dtype.kind in "SO" else a
+
+
+def _dataset_forward(forward, dataset):
+    """The compiled forward pass fed the dataset's tensors directly: no NumPy round trip for
+    the inputs (only the outputs and labels come back), so it keeps up with ``model.predict``."""
+    import tensorflow as tf
+
+    if forward._fn is None:
+        forward._build(tf.float32)
+    dtype = forward._dtypes[0]
+    for elem in dataset:
+        x = elem[0] if elem[0].dtype == dtype else tf.cast(elem[0], dtype)
+        g = _groups({k: v.numpy() for k, v in elem[2].items()} if isinstance(elem[2], dict)
+                    else elem[2].numpy()) if len(elem) == 3 else None
+        yield forward._fn(x).numpy(), elem[1].numpy(), g
 
 
 def _distributed(forward, dataset, strategy):
