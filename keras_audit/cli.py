@@ -2,13 +2,18 @@
 
 ::
 
-    keras-audit report MODEL.keras --data DATA.npz --out DIR [--x-key x] [--y-key y]
+    keras-audit report MODEL.keras --data DATA --out DIR [--x-key x] [--y-key y]
+                [--target COLUMN] [--image-size HxW]
                 [--class-names a,b,c] [--checks performance,shap,lime,pruning,sanity]
                 [--samples N] [--seed S] [--card card.yaml] [--policy policy.yaml]
                 [--groups-key g1,g2] [--baseline OLD.keras] [--history history.json]
                 [--model-card] [--reference TRAIN.npz]
                 [--quiet] [--unsafe]
     keras-audit --version
+
+DATA is an ``.npz`` archive (loaded as arrays), a quoted glob of ``.npz`` shards, a folder of
+images in class subfolders, or a ``.csv`` / ``.parquet`` table (with ``--target``); all but the
+single archive stream (``keras_audit.audit.DataSource``), so they need not fit in memory.
 
 Exit status: 0 when the verdict is pass or warn, 1 when it is fail, 2 on bad input.
 
@@ -85,9 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
                          epilog=_REPORT_EPILOG,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     rep.add_argument("model", metavar="MODEL", help="a saved Keras model (.keras)")
-    rep.add_argument("--data", required=True, metavar="DATA.npz",
+    rep.add_argument("--data", required=True, metavar="DATA",
                      help="a NumPy .npz archive with the inputs and labels (loaded with "
-                     "allow_pickle=False); optional arrays 'class_names' and 'feature_names'")
+                     "allow_pickle=False); optional arrays 'class_names' and 'feature_names'. "
+                     "Streamed instead of loaded: a quoted glob of .npz shards ('test/*.npz'), "
+                     "a folder of images in class subfolders, or a .csv/.parquet table "
+                     "(--target)")
+    rep.add_argument("--target", default=None, metavar="COLUMN",
+                     help="the label column of a .csv/.parquet --data table")
+    rep.add_argument("--image-size", default=None, type=_image_size, metavar="HxW",
+                     help="resize the images of a --data folder to HxW (needed when their "
+                     "sizes differ)")
     rep.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
     rep.add_argument("--x-key", default="x", help="name of the inputs array (default: x)")
     rep.add_argument("--y-key", default="y", help="name of the labels array (default: y)")
@@ -145,6 +158,15 @@ def _int_at_least(minimum: int, need: str) -> Callable[[str], int]:
     return parse
 
 
+def _image_size(text: str) -> tuple[int, int]:
+    """``--image-size``: ``"64x48"`` (height x width) or ``"64"`` (square)."""
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 64x64), got {text!r}")
+    h = int(parts[0])
+    return h, int(parts[-1])
+
+
 _positive_int = _int_at_least(1, "a positive integer")
 _non_negative_int = _int_at_least(0, "an integer >= 0")
 
@@ -199,6 +221,32 @@ def parse_class_names(text: str) -> list[str] | dict[int, str]:
                              f"{key + sep + name!r}: give 'a,b,c' or '0=a,1=b'")
         names[int(key)] = name.strip()
     return names
+def open_source(args):
+    """The streamed ``DataSource`` that ``--data`` names, or None for one ``.npz`` archive
+    (loaded as arrays, as before).
+
+    Raises:
+        UsageError: a form the source refuses (no images, a missing target column, mixed
+            image sizes without --image-size, ...) or --target/--image-size that do not apply.
+    """
+    text = args.data
+    p = Path(text)
+    streamed = (any(c in text for c in "*?[") or p.is_dir()
+                or p.suffix in (".csv", ".parquet"))
+    if not streamed:
+        if args.target is not None or args.image_size is not None:
+            raise UsageError("--target and --image-size apply to a table or an image folder "
+                             "given as --data")
+        return None
+    from keras_audit.audit.sources import DataSource
+
+    try:
+        return DataSource.from_path(text, target=args.target, image_size=args.image_size,
+                                    x_key=args.x_key, y_key=args.y_key)
+    except ValueError as exc:
+        raise UsageError(f"--data: {_first_line(exc)}") from None
+
+
 def _keras_file(path: str, what: str) -> Path:
     """An existing model file; a ``.keras`` one must be a zip archive."""
     p = _existing_file(path, what)
@@ -426,7 +474,8 @@ def _report(args) -> int:
         raise UsageError(str(exc)) from None
     checks = parse_checks(args.checks)
     model_path = _keras_file(args.model, "model")
-    data_path = _existing_file(args.data, "data")
+    source = open_source(args)
+    data_path = None if source is not None else _existing_file(args.data, "data")
     baseline_path = _keras_file(args.baseline, "baseline model") if args.baseline else None
     card = load_card(_existing_file(args.card, "card")) if args.card else None
     policy = load_policy(_existing_file(args.policy, "policy")) if args.policy else None
@@ -434,8 +483,14 @@ def _report(args) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a folder")
-    x, y, archive_names, feature_names = load_arrays(data_path, args.x_key, args.y_key)
-    groups = load_groups(data_path, args.groups_key, len(x)) if args.groups_key else None
+    if source is not None:
+        if args.groups_key:
+            raise UsageError("--groups-key reads arrays of one .npz archive; streamed --data "
+                             "has no group arrays")
+        x, y, archive_names, feature_names, groups = source, None, None, None, None
+    else:
+        x, y, archive_names, feature_names = load_arrays(data_path, args.x_key, args.y_key)
+        groups = load_groups(data_path, args.groups_key, len(x)) if args.groups_key else None
     reference = None
     if args.reference:
         reference = load_reference(_existing_file(args.reference, "reference"), args.x_key)

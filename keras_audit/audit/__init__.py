@@ -24,7 +24,7 @@ from keras_audit.audit.catalog import CHECKS, AuditInputError
 #: public name -> the module (in this package) that defines it
 _EXPORTS = {
     "preserved_weights": "_weights", "weights_hash": "_weights",
-    "load_card": "card", "Report": "document", "run": "runner",
+    "load_card": "card", "DataSource": "sources", "Report": "document", "run": "runner",
     "AnalysisResult": "result",
     "group_performance": "groups", "load_policy": "policy",
     "LimeResult": "lime_analysis", "lime_explanations": "lime_analysis",
@@ -64,6 +64,8 @@ def _module(name: str) -> Any:
         from keras_audit.audit import groups as m
     elif name == "policy":
         from keras_audit.audit import policy as m
+    elif name == "sources":
+        from keras_audit.audit import sources as m
     elif name == "runner":
         from keras_audit.audit import runner as m
     elif name == "result":

@@ -89,6 +89,10 @@ class AuditContext:
         reference, reference_y: reference data (e.g. the training inputs) and its labels: the
             shift section compares ``x`` with it, the example-based explanations take
             examples from it; None when not given.
+        stream: for streamed data (a ``tf.data.Dataset`` or ``DataSource``), the
+            ``streaming.StreamInfo``: ``x``, ``y`` and ``outputs`` then hold only the drawn
+            samples (explained first, then the background), ``explain_idx`` indexes them, and
+            the sections that need every sample (performance, pruning) stream the data.
     """
 
     model: keras.Model
@@ -122,6 +126,8 @@ class AuditContext:
     history: dict[str, list[float]] | None = None   # metric -> value per epoch, from fit
     reference: np.ndarray | None = None  # the training inputs: shift, examples
     reference_y: np.ndarray | None = None
+    # streamed data (``streaming.StreamInfo``): x holds the drawn samples, the full data streams
+    stream: Any = None
 
     # -- derived views -----------------------------------------------------------------------------
     @property
@@ -162,6 +168,24 @@ class AuditContext:
         return self.outputs.probs.max(axis=1)
 
     @property
+    def explained_indices(self) -> np.ndarray:
+        """The explained samples' indices into the audited data (also when streamed)."""
+        return self.explain_idx if self.stream is None else self.stream.explain_index
+
+    @property
+    def n_samples(self) -> int:
+        """How many samples the audit covers (every sample of streamed data)."""
+        return len(self.x) if self.stream is None else int(self.stream.n)
+
+    def per_sample(self) -> tuple[LabelSpec, Outputs, dict[str, np.ndarray] | None]:
+        """Labels, outputs and group labels of every audited sample: the context's own, or
+        for streamed data those of the streamed pass (not only the drawn samples)."""
+        if self.stream is None:
+            return self.spec, self.outputs, self.groups
+        return (self.stream.spec, read_outputs(self.stream.raw, self.stream.spec),
+                self.stream.groups)
+
+    @property
     def x_explain(self) -> np.ndarray:
         """The explained samples, float32."""
         return self.x[self.explain_idx].astype(np.float32, copy=False)
@@ -185,6 +209,12 @@ class AuditContext:
         """
         if self.background is not None:
             return self.background, "given"
+        if self.stream is not None:  # the same rows as on arrays, gathered while streaming
+            order = self.stream.background_order
+            pick = np.sort(order[: min(size, len(order))])
+            source = ("drawn from x (seeded), disjoint from the explained samples"
+                      if self.stream.n > len(self.explain_idx) else "drawn from x (seeded)")
+            return self.x[self.stream.rows(pick)].astype(np.float32, copy=False), source
         rng = np.random.default_rng(self.seed + 1)
         rest = np.setdiff1d(np.arange(len(self.x)), self.explain_idx)
         pool = rest if len(rest) else np.arange(len(self.x))

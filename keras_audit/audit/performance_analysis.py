@@ -111,15 +111,51 @@ def performance(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arr
         raise ValueError("forward must be a CompiledForward built on this same model")
     spec = label_spec(y, forward(batch_take(x, slice(0, 1))).shape[1:], task)
     names = class_names_for(class_names, spec)
+    return _measure(model, forward(x), spec, names, n_bootstrap, seed, forward, x,
+                    latency_repeats)
 
-    out = read_outputs(forward(x), spec)
+
+def performance_of_outputs(model: keras.Model, raw: np.ndarray, y: ArrayLike,
+                           forward: CompiledForward, latency_x: np.ndarray,
+                           class_names: Sequence[str] | None = None, n_bootstrap: int = 200,
+                           seed: int = 0, task: str | None = None, latency_repeats: int = 5
+                           ) -> PerformanceResult:
+    """``performance`` from the model's outputs on every sample, computed elsewhere (a
+    streamed pass over data that does not fit in memory): the same metrics, tables and figures.
+
+    Args:
+        model: the model the outputs are of.
+        raw: its outputs ``(N, ...)`` on the audited samples (what ``forward`` returns).
+        y: their labels, as ``performance`` takes them.
+        forward: the ``CompiledForward`` of ``model`` timed for the latency.
+        latency_x: a few samples the latency is timed on.
+        class_names, n_bootstrap, seed, task, latency_repeats: as in ``performance``.
+
+    Returns:
+        A ``PerformanceResult``, equal to ``performance`` on the same samples.
+
+    Raises:
+        ValueError: labels that do not fit the outputs, or the bad settings ``performance``
+            refuses.
+    """
+    y = as_label_array(y, len(raw))
+    spec = label_spec(y, np.asarray(raw).shape[1:], task)
+    names = class_names_for(class_names, spec)
+    return _measure(model, np.asarray(raw), spec, names, n_bootstrap, seed, forward,
+                    latency_x, latency_repeats, n=len(raw))
+
+
+def _measure(model, raw, spec: LabelSpec, names, n_bootstrap, seed, forward, x,
+             latency_repeats, n: int | None = None) -> PerformanceResult:
+    """The metrics of outputs ``raw`` against ``spec``, and the cost timed on ``x``."""
+    out = read_outputs(raw, spec)
     result = PerformanceResult(task=spec.task)
     if spec.task == "regression":
         _regression(result, spec, out.y_pred)
     else:
         _classification(result, spec, out.probs, out.y_pred, names, n_bootstrap, seed)
         result.metrics["output_transform"] = out.transform
-    result.metrics["n_samples"] = int(batch_len(x))
+    result.metrics["n_samples"] = int(batch_len(x) if n is None else n)
     _cost(result, model, forward, x, latency_repeats)
     return result
 

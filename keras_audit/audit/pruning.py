@@ -156,8 +156,9 @@ class _Evaluator:
     """Accuracy and loss of the model as it currently is, through one compiled forward pass."""
 
     def __init__(self, model: keras.Model, forward: CompiledForward, x: np.ndarray,
-                 spec: LabelSpec, output: int | str | None = None) -> None:
+                 spec: LabelSpec, output: int | str | None = None, stream=None) -> None:
         self.model, self.forward, self.x, self.spec = model, forward, x, spec
+        self.stream = stream  # a streaming.Stream: every level streams the data instead of x
         self.loss_fn = compiled_loss_fn(model, output)
         self.loss_name = loss_name(self.loss_fn) if self.loss_fn is not None else None
         self._y: np.ndarray | None = None  # the labels as the loss takes them (set once)
@@ -165,7 +166,7 @@ class _Evaluator:
                               for v in model.trainable_weights)
 
     def __call__(self) -> tuple[float, float, np.ndarray]:
-        raw = self.forward(self.x)
+        raw = self.forward(self.x) if self.stream is None else self.stream.outputs(self.forward)
         out = read_outputs(raw, self.spec)
         if self.loss_fn is None:  # not compiled: a crossentropy that matches the output
             self.loss_fn = default_loss_fn(self.spec, from_logits=out.transform == "sigmoid"
@@ -214,7 +215,7 @@ def pruning_impact(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | 
                    scope: str = "global", method: str = "magnitude", batch_size: int = 256,
                    layers: Sequence[str] | str | None = None, seed: int = 0, drift: bool = False,
                    drift_samples: int = 16, forward: CompiledForward | None = None,
-                   output: int | str | None = None) -> pd.DataFrame:
+                   output: int | str | None = None, stream=None) -> pd.DataFrame:
     """Accuracy and loss of ``model`` on ``(x, y)`` with its kernels pruned to each sparsity.
 
     Args:
@@ -243,6 +244,10 @@ def pruning_impact(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | 
             analyses run on one model); ``None`` builds one.
         output: for a multi-output model, the evaluated output (index or name; ``None``: the
             first): ``y`` are its labels, and its compiled loss is used.
+        stream: a ``streaming.Stream`` over data that does not fit in memory: each level is
+            evaluated on every streamed batch (memory: one batch plus the per-sample outputs),
+            ``y`` are the labels of every streamed sample and ``x`` only the first samples
+            (the drift's).
 
     Returns:
         A DataFrame, one row per (layer, sparsity), with columns ``scope``, ``layer``
@@ -272,7 +277,7 @@ def pruning_impact(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | 
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed must be an integer; got {seed!r}")
     x = model_batch(model, x)  # one array, or one per input for a multi-input model
-    y = as_label_array(y, batch_len(x))
+    y = as_label_array(y, batch_len(x) if stream is None else len(y))
     kernels = prunable_kernels(model)
     if not kernels:
         raise ValueError(f"model {model.name!r} has no prunable kernels (Dense or convolution "
@@ -283,7 +288,7 @@ def pruning_impact(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | 
     elif not isinstance(forward, CompiledForward) or forward.model is not model:
         raise ValueError("forward must be a CompiledForward built on this same model")
     spec = label_spec(y, forward(batch_take(x, slice(0, 1))).shape[1:])
-    evaluate = _Evaluator(model, forward, x, spec, output)
+    evaluate = _Evaluator(model, forward, x, spec, output, stream)
 
     groups: list[tuple[str, list[PrunableKernel]]]
     if scope == "global":

@@ -18,7 +18,12 @@ import keras
 import pandas as pd
 
 from keras_audit.audit._weights import preserved_weights, weights_hash
-from keras_audit.audit.catalog import DEFAULT_CHECKS, SCHEMA_VERSION, TOP_LEVEL_KEYS
+from keras_audit.audit.catalog import (
+    DEFAULT_CHECKS,
+    SCHEMA_VERSION,
+    TOP_LEVEL_KEYS,
+    AuditInputError,
+)
 from keras_audit.audit.context import AuditContext, build_context, out_dir_path
 from keras_audit.audit.document import Report
 from keras_audit.audit.environment import environment
@@ -27,15 +32,19 @@ from keras_audit.audit.policy import CRITERIA_COLUMNS
 from keras_audit.audit.section import Section
 from keras_audit.audit.sections import DEFAULT_OPTIONS, TABLE
 from keras_audit.audit.serialize import jsonable
+from keras_audit.audit.streaming import build_stream_context, is_stream
 
 if TYPE_CHECKING:
     import tensorflow as tf
     from numpy.typing import ArrayLike
 
+    from keras_audit.audit.sources import DataSource
+
 _SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
-def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
+def run(model: keras.Model, x: tf.Tensor | ArrayLike | tf.data.Dataset | DataSource,
+        y: tf.Tensor | ArrayLike | None = None,
         class_names: Sequence[str] | dict[int, str] | None = None,
         background: tf.Tensor | ArrayLike | None = None,
         checks: Sequence[str] = DEFAULT_CHECKS, out_dir: str | os.PathLike | None = "audit_report",
@@ -47,14 +56,18 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
         baseline: keras.Model | str | os.PathLike | None = None,
         history: Any = None,
         reference: tf.Tensor | ArrayLike | None = None,
-        reference_y: tf.Tensor | ArrayLike | None = None) -> Report:
+        reference_y: tf.Tensor | ArrayLike | None = None,
+        strategy: tf.distribute.Strategy | None = None,
+        engine: str = "local") -> Report:
     """Audit ``model`` on ``(x, y)`` and write the compliance report into ``out_dir``.
 
     Args:
         model: a trained, built Keras model (classifier or regressor; Sequential, functional
             or subclassed; one or several inputs and outputs). Its weights are never left
             changed (checked by hash before and after).
-        x: the audit inputs: images ``(N, H, W, C)``, tables ``(N, F)`` or sequences (token
+        x: the audit data: a ``tf.data.Dataset`` of ``(x, y)`` or ``(x, y, groups)``
+            batches, or a ``DataSource`` (``y`` omitted), which streams (see below); or the
+            audit inputs as arrays: images ``(N, H, W, C)``, tables ``(N, F)`` or sequences (token
             ids ``(N, T)`` for an ``Embedding``); for several inputs a list in
             ``model.inputs`` order or a dict keyed by input name (a dict also for one input).
             The explanations explain one input, the first image input (else the first), with
@@ -62,7 +75,7 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
             says which (``explanations.explained_input`` and ``held_fixed``).
         y: labels: class ids ``(N,)``, one-hot ``(N, C)``, ``{0, 1}`` for one sigmoid unit, or
             regression targets; for several outputs a dict keyed by output name or a list in
-            output order, as Keras's ``fit`` takes them.
+            output order, as Keras's ``fit`` takes them. Omitted for streamed data.
         class_names: one name per class, as a list in class-id order or a dict
             ``{class id: name}`` (default ``"0"``, ``"1"``, ...).
         background: SHAP background samples (and LIME tabular training statistics); ``None``
@@ -113,6 +126,17 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
             the class prototypes from it, the ``"counterfactuals"`` check bounds its search by
             its value range. Required by shift and examples.
         reference_y: the labels of ``reference`` (default: the model's predictions on it).
+        strategy: a ``tf.distribute`` strategy (e.g. ``MirroredStrategy``) the forward
+            passes over the data run under; arrays are then streamed as a dataset. The
+            report is the same as without it.
+        engine: ``"local"`` (this process); other engines are not available yet.
+
+    Streamed data (a dataset or a ``DataSource``) never sits in memory whole: memory is
+    bounded by one batch and the per-sample outputs. Performance and every pruning level
+    stream every sample; the explained samples and the SHAP/LIME background are drawn while
+    streaming (the same seeded, class-balanced draw as on arrays) and held as small arrays
+    that the other sections run on (see ``keras_audit.audit.streaming``). ``groups`` come
+    from ``(x, y, groups)`` batches; ``baseline`` needs arrays; single-input models only.
 
     Returns:
         The ``Report`` (``to_html``, ``to_json``, ``tables``, ``content``).
@@ -130,12 +154,35 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
     An analysis that fails while running is recorded in its section (``status: "failed"``
     with the error) and as an ``error`` finding, and the audit goes on.
     """
-    ctx = build_context(model, x, y, defaults=DEFAULT_OPTIONS, class_names=class_names,
-                        background=background, checks=checks, seed=seed, card=card,
-                        samples=samples, progress=progress, feature_names=feature_names,
-                        options=options, output=output, policy=policy, groups=groups,
-                        baseline=baseline, history=history, reference=reference,
-                        reference_y=reference_y)
+    if engine != "local":
+        raise AuditInputError(f"unknown engine {engine!r}; choices: ['local']")
+    if strategy is not None and not is_stream(x):
+        x = _as_dataset(x, y, options)  # the strategy splits dataset batches over devices
+        y = None
+    if is_stream(x):
+        if y is not None:
+            raise AuditInputError("y is given but the data streams (a dataset or DataSource "
+                                  "yields its own labels); omit y")
+        if class_names is None and getattr(x, "class_names", None):
+            class_names = x.class_names
+        if feature_names is None and getattr(x, "feature_names", None):
+            feature_names = x.feature_names
+        ctx = build_stream_context(model, x, defaults=DEFAULT_OPTIONS, strategy=strategy,
+                                   class_names=class_names, background=background,
+                                   checks=checks, seed=seed, card=card, samples=samples,
+                                   progress=progress, feature_names=feature_names,
+                                   options=options, output=output, policy=policy,
+                                   groups=groups, baseline=baseline, history=history,
+                                   reference=reference, reference_y=reference_y)
+    else:
+        if y is None:
+            raise AuditInputError("y (the labels) is required when x is arrays")
+        ctx = build_context(model, x, y, defaults=DEFAULT_OPTIONS, class_names=class_names,
+                            background=background, checks=checks, seed=seed, card=card,
+                            samples=samples, progress=progress, feature_names=feature_names,
+                            options=options, output=output, policy=policy, groups=groups,
+                            baseline=baseline, history=history, reference=reference,
+                            reference_y=reference_y)
     folder = out_dir_path(out_dir)
     with preserved_weights(model, verify=True):
         sections = [module.build(ctx, ctx.options) for module in TABLE]
@@ -143,6 +190,20 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
     if folder is not None:
         report.save(folder)
     return report
+
+
+def _as_dataset(x, y, options):
+    """Arrays as a batched ``tf.data.Dataset`` of ``(x, y)`` (for ``strategy=``)."""
+    import numpy as np
+    import tensorflow as tf
+
+    if y is None:
+        raise AuditInputError("y (the labels) is required when x is arrays")
+    if isinstance(x, list | tuple | dict):
+        raise AuditInputError("strategy= supports single-input models (x one array)")
+    batch = int(((options or {}).get("performance") or {}).get(
+        "batch_size", DEFAULT_OPTIONS["performance"]["batch_size"]))
+    return tf.data.Dataset.from_tensor_slices((np.asarray(x), np.asarray(y))).batch(batch)
 
 
 def assemble(ctx: AuditContext, sections: Sequence[Section]) -> Report:

@@ -27,22 +27,26 @@ def build(ctx: AuditContext, options: dict) -> Section:
     xf = x.astype(np.float64, copy=False)
     data = {
         "kind": ctx.kind,
-        "n_samples": int(len(x)),
-        "x_shape": list(x.shape),
+        "n_samples": ctx.n_samples,
+        "x_shape": [ctx.n_samples, *x.shape[1:]],
         "x_dtype": str(x.dtype),
         "inputs": {s.name: {"shape": list(a.shape), "dtype": str(a.dtype)}
                    for s, a in zip(ctx.input_specs, ctx.inputs)},
         "x_min": float(np.nanmin(xf)), "x_max": float(np.nanmax(xf)),
         "x_mean": float(np.nanmean(xf)), "x_std": float(np.nanstd(xf)),
-        "y_shape": list(ctx.y.shape),
+        "y_shape": [ctx.n_samples, *ctx.y.shape[1:]],
         "y_format": "one-hot" if ctx.spec.one_hot else _Y_FORMATS[ctx.spec.task],
         "explained_samples": {"count": int(len(ctx.explain_idx)),
-                              "indices": ctx.explain_idx.tolist(),
+                              "indices": ctx.explained_indices.tolist(),
                               "selection": ("class-balanced round robin, seeded" if
                                             ctx.classifier else "seeded random")},
     }
+    if ctx.stream is not None:  # x statistics are the drawn samples'; counts every sample's
+        data["streamed"] = True
+        data["x_statistics_over"] = f"the {len(x)} drawn samples"
     if ctx.classifier:
-        counts = np.bincount(ctx.spec.y_true, minlength=ctx.spec.n_classes)
+        spec = ctx.spec if ctx.stream is None else ctx.stream.spec
+        counts = np.bincount(spec.y_true, minlength=spec.n_classes)
         balance = pd.DataFrame({"class": ctx.names, "count": counts.astype(int),
                                 "share": counts / max(1, counts.sum())})
         sec.tables["data_class_balance"] = balance
@@ -57,8 +61,8 @@ def build(ctx: AuditContext, options: dict) -> Section:
         if missing:
             sec.finding("warning", f"no audited sample has class {', '.join(missing)}: its "
                         "performance is not measured")
-    if len(x) < SMALL_DATA:
-        sec.finding("warning", f"only {len(x)} samples were audited: the confidence "
+    if ctx.n_samples < SMALL_DATA:
+        sec.finding("warning", f"only {ctx.n_samples} samples were audited: the confidence "
                     "intervals are wide")
     sec.content = data
     return sec

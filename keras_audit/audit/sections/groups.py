@@ -3,6 +3,8 @@ group with bootstrap CIs, and their spread across groups (fairlearn's MetricFram
 
 from __future__ import annotations
 
+import numpy as np
+
 from keras_audit.audit.context import AuditContext
 from keras_audit.audit.section import Section, new_section
 from keras_audit.audit.serialize import records
@@ -19,19 +21,20 @@ def build(ctx: AuditContext, options: dict) -> Section:
     """``group_metrics`` on the context's predictions, one table and figure per attribute."""
     sec = new_section(KEY, ctx)
     c = sec.content
-    if not ctx.groups:
+    spec, outputs, groups = ctx.per_sample()  # every sample, also when the data streamed
+    if not groups:
         c.update({"status": "no groups", "note": NO_GROUPS})
         return sec
     from keras_audit.audit.groups import group_metrics
 
     opts = options["groups"]
     size, n_boot = int(opts["min_group_size"]), int(opts["n_bootstrap"])
-    with sec.step("groups", c, total=len(ctx.groups)):
-        res = group_metrics(ctx.spec.task, ctx.spec.y_true, ctx.pred, ctx.outputs.probs,
-                            ctx.groups, ctx.names, n_bootstrap=n_boot, seed=ctx.seed,
+    with sec.step("groups", c, total=len(groups)):
+        res = group_metrics(spec.task, spec.y_true, np.asarray(outputs.y_pred), outputs.probs,
+                            groups, ctx.names, n_bootstrap=n_boot, seed=ctx.seed,
                             min_group_size=size)
         headline = res.metrics[0]
-        c.update({"status": "ok", "attributes": list(ctx.groups), "metrics": res.metrics,
+        c.update({"status": "ok", "attributes": list(groups), "metrics": res.metrics,
                   "headline": headline, "min_group_size": size,
                   "bootstrap": {"resamples": n_boot, "seed": ctx.seed, "method":
                                 "fairlearn MetricFrame bootstrap, percentile 2.5-97.5"},
@@ -39,10 +42,10 @@ def build(ctx: AuditContext, options: dict) -> Section:
         sec.tables["groups"] = res.table
         sec.tables["groups_summary"] = res.summary
         c["tables"] = {"summary": records(res.summary)}
-        for attr in ctx.groups:
+        for attr in groups:
             sec.add_figure(f"{attr}", _figure(res.content[attr], res.metrics, attr),
                            f"{attr}: metrics per group (95% bootstrap CI)")
-        c["figures"] = list(ctx.groups)
+        c["figures"] = list(groups)
         _findings(sec, res.content, headline)
     return sec
 
@@ -71,7 +74,6 @@ def _findings(sec: Section, content: dict, headline: str) -> None:
 
 def _figure(part: dict, metrics: list[str], attr: str):
     """One panel per metric: each group's value with its CI as an error bar."""
-    import numpy as np
 
     from keras_audit.render.figures import new_figure
 

@@ -19,7 +19,8 @@ _TITLES = {"confusion_matrix": "Confusion matrix",
 
 
 def build(ctx: AuditContext, options: dict) -> Section:
-    """``audit.performance`` on the whole of ``x``; latency goes to the environment."""
+    """``audit.performance`` on the whole of ``x`` (every streamed sample when the data
+    streams); latency goes to the environment."""
     sec = new_section(KEY, ctx)
     content = sec.content
     if not requested(ctx, "performance", content):
@@ -28,9 +29,19 @@ def build(ctx: AuditContext, options: dict) -> Section:
 
     opts = options["performance"]
     with sec.step("performance", content):
-        res = performance(ctx.model, ctx.model_x, ctx.y, class_names=ctx.names,
-                          n_bootstrap=int(opts["n_bootstrap"]), seed=ctx.seed,
-                          latency_repeats=int(opts["latency_repeats"]), forward=ctx.forward)
+        if ctx.stream is not None:  # every sample: the context's streamed pass
+            from keras_audit.audit.performance_analysis import performance_of_outputs
+
+            res = performance_of_outputs(ctx.model, ctx.stream.raw, ctx.stream.y,
+                                         forward=ctx.forward, latency_x=ctx.x,
+                                         class_names=ctx.names,
+                                         n_bootstrap=int(opts["n_bootstrap"]), seed=ctx.seed,
+                                         latency_repeats=int(opts["latency_repeats"]))
+        else:
+            res = performance(ctx.model, ctx.model_x, ctx.y, class_names=ctx.names,
+                              n_bootstrap=int(opts["n_bootstrap"]), seed=ctx.seed,
+                              latency_repeats=int(opts["latency_repeats"]),
+                              forward=ctx.forward)
         metrics = dict(res.metrics)
         for k in [k for k in metrics if k.startswith("latency_")]:
             sec.latency[k] = metrics.pop(k)  # clock-dependent: kept in environment

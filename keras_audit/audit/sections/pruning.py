@@ -58,10 +58,14 @@ def _pruning(ctx: AuditContext, opts: dict, layers: list[str], sec: Section, bar
             f"(a {type(ctx.model).__name__} model"
             + (", subclassed: its call() has no functional graph)" if _subclassed(ctx.model)
                else " without a layer with spatial axes)"))
-    drift_samples = min(int(opts["drift_samples"]), len(ctx.x))
+    drift_samples = min(int(opts["drift_samples"]), ctx.n_samples)
     common = {"method": opts["method"], "seed": ctx.seed, "forward": ctx.forward,
               "output": ctx.output if len(ctx.heads) > 1 else None}
-    glob = pruning_impact(ctx.model, ctx.model_x, ctx.y, sparsities=opts["sparsities"],
+    x, y = ctx.model_x, ctx.y
+    if ctx.stream is not None:  # every level streams the data; x is the drift's first rows
+        x, y = ctx.stream.head, ctx.stream.y
+        common["stream"] = ctx.stream.stream
+    glob = pruning_impact(ctx.model, x, y, sparsities=opts["sparsities"],
                           scope="global", drift=drift, drift_samples=drift_samples, **common)
     bar.update(1)
     sec.tables["pruning_global"] = glob
@@ -70,7 +74,7 @@ def _pruning(ctx: AuditContext, opts: dict, layers: list[str], sec: Section, bar
     if opts["per_layer"]:
         rows = []
         for path in layers:
-            rows.append(pruning_impact(ctx.model, ctx.model_x, ctx.y,
+            rows.append(pruning_impact(ctx.model, x, y,
                                        sparsities=opts["per_layer_sparsities"],
                                        scope="per_layer", layers=[path], **common))
             bar.update(1)
