@@ -225,8 +225,8 @@ class DataSource:
             try:
                 import pyarrow.parquet as pq
             except ImportError:
-                raise ValueError("reading .parquet needs the pyarrow package (pip install "
-                                 "pyarrow)") from None
+                raise ValueError("reading .parquet needs the pyarrow package: pip install "
+                                 "'keras-audit[parquet]'") from None
             meta = pq.ParquetFile(path)
             columns, n = list(meta.schema_arrow.names), int(meta.metadata.num_rows)
         else:
