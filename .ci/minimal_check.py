@@ -100,10 +100,10 @@ def _callbacks() -> str:
         images = {tag for tag in acc.Tags()["tensors"]
                   if acc.SummaryMetadata(tag).plugin_data.plugin_name == "images"}
         steps = {tag: [e.step for e in acc.Tensors(tag)] for tag in images}
-    # the default include is gradcam, saliency (vanilla), activations and filters; the
-    # embeddings (scikit-learn's PCA) are added because scikit-learn is a base dependency
+    # the default include is gradcam, saliency (vanilla), activations, filters and evaluation;
+    # the embeddings (scikit-learn's PCA) are added because scikit-learn is a base dependency
     expected = {"gradcam/conv", "saliency/vanilla", "activations/conv", "filters/conv",
-                "embeddings/gap"}
+                "evaluation/confusion_matrix", "evaluation/mistakes", "embeddings/gap"}
     assert images == expected, f"image tags {sorted(images)}, expected {sorted(expected)}"
     assert all(s == [0] for s in steps.values()), f"one record at epoch 0 expected: {steps}"
     return ", ".join(sorted(images))
