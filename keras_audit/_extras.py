@@ -16,13 +16,14 @@ from __future__ import annotations
 import importlib.util
 
 #: the extras declared in pyproject.toml ([project.optional-dependencies]); a test keeps them equal
-EXTRAS = ("audit", "counterfactuals", "all", "dev")
+EXTRAS = ("audit", "counterfactuals", "ray", "all", "dev")
 
 #: the top-level modules each user-facing extra provides (a test checks them against pyproject)
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "audit": ("shap", "lime", "skimage", "pandas", "jinja2", "yaml", "tqdm", "fairlearn",
               "statsmodels"),
     "counterfactuals": ("dice_ml",),
+    "ray": ("ray",),
 }
 
 

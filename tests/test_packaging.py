@@ -179,7 +179,7 @@ def test_version_is_written_once():
 
 @pytest.mark.parametrize("args, kwargs, match", [
     (("nope", "json"), {"feature": "f"}, r"unknown extra 'nope'; keras-audit's extras are "
-                                          r"\['audit', 'counterfactuals', 'all', 'dev'\]"),
+                                          r"\['audit', 'counterfactuals', 'ray', 'all', 'dev'\]"),
     (("dev",), {"feature": "f"}, "name at least one module"),
     (("audit", "json"), {"feature": ""}, "feature must say what needs the modules"),
 ])
