@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 
 #: the extras declared in pyproject.toml ([project.optional-dependencies]); a test keeps them equal
-EXTRAS = ("audit", "counterfactuals", "parquet", "all", "dev")
+EXTRAS = ("audit", "counterfactuals", "parquet", "ray", "all", "dev")
 
 #: the top-level modules each user-facing extra provides (a test checks them against pyproject)
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
@@ -24,6 +24,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
               "statsmodels"),
     "counterfactuals": ("dice_ml",),
     "parquet": ("pyarrow",),
+    "ray": ("ray",),
 }
 
 

@@ -106,14 +106,14 @@ def test_core_imports_only_base_dependencies():
 def test_audit_and_command_imports_are_in_base_or_audit_extra():
     # the counterfactuals module may also use its own extra (DiCE), found before it is imported
     declared = (set(BASE) | set(EXTRA_REQS["audit"]) | set(EXTRA_REQS["counterfactuals"])
-                | set(EXTRA_REQS["parquet"]))
+                | set(EXTRA_REQS["parquet"]) | set(EXTRA_REQS["ray"]))
     missing = undeclared(py_files("keras_audit/audit", "keras_audit/cli.py"), declared)
     assert not missing, f"imported by the audit or the command but not declared: {missing}"
 
 
 def test_tests_benchmarks_and_examples_imports_are_in_dev_extra():
     declared = (set(BASE) | set(EXTRA_REQS["audit"]) | set(EXTRA_REQS["counterfactuals"])
-                | set(EXTRA_REQS["parquet"]) | set(EXTRA_REQS["dev"]))
+                | set(EXTRA_REQS["parquet"]) | set(EXTRA_REQS["ray"]) | set(EXTRA_REQS["dev"]))
     paths = py_files("tests", "benchmarks", "examples")
     local = {p.stem for p in paths}  # helper modules such as _tb, _reference, demo
     missing = undeclared(paths, declared, local)
@@ -145,6 +145,8 @@ def test_extras_are_the_declared_ones():
     assert PROJECT["optional-dependencies"]["all"] == [
         "keras-audit[audit,counterfactuals,parquet]"]
     assert "keras-audit[all]" in PROJECT["optional-dependencies"]["dev"]
+    # ray stays out of all (a cluster engine, ~100 MB); the suite tests it, so dev has it
+    assert "keras-audit[ray]" in PROJECT["optional-dependencies"]["dev"]
 
 
 def test_installed_versions_satisfy_the_declared_bounds():
@@ -181,7 +183,7 @@ def test_version_is_written_once():
 
 @pytest.mark.parametrize("args, kwargs, match", [
     (("nope", "json"), {"feature": "f"}, r"unknown extra 'nope'; keras-audit's extras are "
-                                          r"\['audit', 'counterfactuals', 'parquet', 'all', 'dev'\]"),
+                                          r"\['audit', 'counterfactuals', 'parquet', 'ray', 'all', 'dev'\]"),
     (("dev",), {"feature": "f"}, "name at least one module"),
     (("audit", "json"), {"feature": ""}, "feature must say what needs the modules"),
 ])

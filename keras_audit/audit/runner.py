@@ -41,9 +41,11 @@ if TYPE_CHECKING:
     from keras_audit.audit.sources import DataSource
 
 _SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+#: where the forward passes over the data run (``run(..., engine=)``)
+ENGINES = ("local", "ray")
 
 
-def run(model: keras.Model, x: tf.Tensor | ArrayLike | tf.data.Dataset | DataSource,
+def run(model: keras.Model | str | os.PathLike, x: tf.Tensor | ArrayLike | tf.data.Dataset | DataSource,
         y: tf.Tensor | ArrayLike | None = None,
         class_names: Sequence[str] | dict[int, str] | None = None,
         background: tf.Tensor | ArrayLike | None = None,
@@ -63,8 +65,9 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike | tf.data.Dataset | DataSou
 
     Args:
         model: a trained, built Keras model (classifier or regressor; Sequential, functional
-            or subclassed; one or several inputs and outputs). Its weights are never left
-            changed (checked by hash before and after).
+            or subclassed; one or several inputs and outputs), or the path of a ``.keras``
+            file (loaded in safe mode). Its weights are never left changed (checked by hash
+            before and after).
         x: the audit data: a ``tf.data.Dataset`` of ``(x, y)`` or ``(x, y, groups)``
             batches, or a ``DataSource`` (``y`` omitted), which streams (see below); or the
             audit inputs as arrays: images ``(N, H, W, C)``, tables ``(N, F)`` or sequences (token
@@ -129,7 +132,13 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike | tf.data.Dataset | DataSou
         strategy: a ``tf.distribute`` strategy (e.g. ``MirroredStrategy``) the forward
             passes over the data run under; arrays are then streamed as a dataset. The
             report is the same as without it.
-        engine: ``"local"`` (this process); other engines are not available yet.
+        engine: ``"local"`` (this process) or ``"ray"``: the forward passes over the data
+            (performance and every pruning level) run as Ray tasks, one per batch, on the
+            cluster that ``RAY_ADDRESS`` names (else a local one of 2 CPUs, shut down
+            afterwards; a Ray already initialised is used as it is). Each worker loads the
+            model once (from ``model``'s path when it can read it, else from ``.keras``
+            bytes); a worker lost mid-pass has its task retried by Ray. Arrays are streamed
+            as a dataset. Needs ``pip install 'keras-audit[ray]'``; the report is the same.
 
     Streamed data (a dataset or a ``DataSource``) never sits in memory whole: memory is
     bounded by one batch and the per-sample outputs. Performance and every pruning level
@@ -149,13 +158,71 @@ def run(model: keras.Model, x: tf.Tensor | ArrayLike | tf.data.Dataset | DataSou
             ``history`` or ``reference``, the ``"shift"`` check without ``reference``, an
             unknown ``output``, labels that do not match the outputs, or an ``out_dir`` that
             cannot be created.
-        RuntimeError: the weights changed during the audit (a bug; never expected).
+        ImportError: ``engine="ray"`` without Ray installed (the message says
+            ``pip install 'keras-audit[ray]'``).
+        RuntimeError: the weights changed during the audit (a bug; never expected), or a
+            Ray task failed beyond its retries.
 
     An analysis that fails while running is recorded in its section (``status: "failed"``
     with the error) and as an ``error`` finding, and the audit goes on.
     """
-    if engine != "local":
-        raise AuditInputError(f"unknown engine {engine!r}; choices: ['local']")
+    if engine not in ENGINES:
+        raise AuditInputError(f"unknown engine {engine!r}; choices: {list(ENGINES)}")
+    model, model_path = _model_of(model)
+    cluster = None
+    if engine == "ray":
+        from keras_audit.audit import ray_engine
+
+        ray_engine.check_ray()  # before any work: the ImportError names the extra
+        if strategy is not None:
+            raise AuditInputError("strategy= and engine='ray' exclude each other: Ray places "
+                                  "the forward passes; give one of them")
+        if not is_stream(x):
+            x, y = _as_dataset(x, y, options), None
+        if y is not None:
+            raise AuditInputError("y is given but the data streams (a dataset or DataSource "
+                                  "yields its own labels); omit y")
+        if class_names is None and getattr(x, "class_names", None):
+            class_names = x.class_names
+        if feature_names is None and getattr(x, "feature_names", None):
+            feature_names = x.feature_names
+        cluster = ray_engine.RayCluster()
+        try:
+            x = ray_engine.RayStream(x, model, cluster, model_path)
+        except BaseException:
+            cluster.close()
+            raise
+    try:
+        return _run(model, x, y, class_names, background, checks, out_dir, seed, card,
+                    samples, progress, feature_names=feature_names, options=options,
+                    output=output, policy=policy, groups=groups, baseline=baseline,
+                    history=history, reference=reference, reference_y=reference_y,
+                    strategy=strategy)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _model_of(model):
+    """The model, and its ``.keras`` path when given as one (loaded in safe mode)."""
+    if not isinstance(model, str | os.PathLike):
+        return model, None
+    from pathlib import Path
+
+    path = Path(model)
+    if not path.is_file():
+        raise AuditInputError(f"model file not found: {path}")
+    try:
+        return keras.saving.load_model(path, safe_mode=True), path
+    except Exception as exc:  # Keras raises many types for unreadable files
+        text = " ".join(str(exc).split())
+        raise AuditInputError(f"could not load the model {path}: {text}") from None
+
+
+def _run(model, x, y, class_names, background, checks, out_dir, seed, card, samples, progress,
+         *, feature_names, options, output, policy, groups, baseline, history, reference,
+         reference_y, strategy) -> Report:
+    """``run`` once the engine is set up: the context, the sections, the report."""
     if strategy is not None and not is_stream(x):
         x = _as_dataset(x, y, options)  # the strategy splits dataset batches over devices
         y = None

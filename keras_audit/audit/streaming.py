@@ -35,10 +35,11 @@ _LIME_ROWS = 500
 
 
 def is_stream(data: object) -> bool:
-    """True when ``data`` is a ``tf.data.Dataset`` or a ``DataSource`` (the streamed path)."""
+    """True when ``data`` is a ``tf.data.Dataset``, a ``DataSource`` or a ``Stream`` (the
+    streamed path)."""
     from keras_audit.audit.sources import DataSource
 
-    if isinstance(data, DataSource):
+    if isinstance(data, DataSource | Stream):
         return True
     import sys
 
@@ -262,7 +263,8 @@ def build_stream_context(model, data, *, defaults: dict, strategy: Any = None,
         raise AuditInputError("baseline= (the comparison) needs arrays; it does not stream yet")
     seed = _count(seed, "seed", 0)
     merged = merge_options(defaults, options)
-    stream = Stream(data, strategy)
+    # a Stream given as data is used as it is (engine="ray" passes a RayStream)
+    stream = data if isinstance(data, Stream) else Stream(data, strategy)
     out_idx = kwargs.get("output")
     forward = CompiledForward(model, output=out_idx,
                               batch_size=int(merged["performance"]["batch_size"]))
