@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_audit._checks import positive_int
 from keras_audit.callbacks.attribution import AttributionCallback
 from keras_audit.callbacks.base import NothingToExplain
 from keras_audit.callbacks.methods import CAM_METHODS
+from keras_audit.callbacks.scalars import LAYOUTS
+from keras_audit.explain import spearman_per_sample
 from keras_audit.explain.metrics import DeletionInsertion
 
 if TYPE_CHECKING:
@@ -23,7 +26,45 @@ if TYPE_CHECKING:
 
     from keras_audit.callbacks.samples import ValidationData
 
-__all__ = ["CAM_METHODS", "DeletionInsertion", "GradCAMCallback"]
+__all__ = ["CAM_METHODS", "DeletionInsertion", "GradCAMCallback", "ROBUSTNESS_NOISE",
+           "gaussian_noise"]
+
+#: the noise std of ``robustness=True``, a fraction of the data range: ImageNet-C's
+#: gaussian_noise at severity 1 (c = 0.08 on [0, 1] images)
+ROBUSTNESS_NOISE = 0.08
+
+
+def image_range(x: np.ndarray) -> tuple[float, float]:
+    """The nominal value range of images: ``(0, 1)``, ``(0, 255)``, ``(-1, 1)`` or the observed
+    ``(min, max)``; the same rule as ``keras_audit.audit.corruptions.infer_range``, which the
+    callbacks may not import (the layers never import each other)."""
+    lo, hi = float(np.min(x)), float(np.max(x))
+    for a, b in ((0.0, 1.0), (0.0, 255.0), (-1.0, 1.0)):
+        if lo >= a and hi <= b:
+            return a, b
+    return lo, hi if hi > lo else lo + 1.0
+
+
+def gaussian_noise(x: np.ndarray, std: float, value_range: tuple[float, float],
+                   seed: int = 0) -> np.ndarray:
+    """``x`` plus seeded Gaussian noise of ``std`` times the data range, clipped to the range.
+
+    With ``std=0.08`` on ``[0, 1]`` images this is ImageNet-C's ``gaussian_noise`` at severity 1
+    (``keras_audit.audit`` sweeps every severity; this is the one level the callbacks need).
+
+    Args:
+        x: a batch of images.
+        std: the noise's standard deviation, a fraction of ``hi - lo``.
+        value_range: ``(lo, hi)`` of the data.
+        seed: the same seed gives the same noise (a stateless draw).
+
+    Returns:
+        The corrupted batch, of ``x``'s shape and float dtype (``x`` is not changed).
+    """
+    lo, hi = (float(v) for v in value_range)
+    x = tf.convert_to_tensor(x, tf.float32)
+    return tf.clip_by_value(x + std * (hi - lo) * tf.random.stateless_normal(
+        tf.shape(x), seed=(int(seed), 0x6e6f)), lo, hi).numpy()
 
 
 class GradCAMCallback(AttributionCallback):
@@ -40,7 +81,11 @@ class GradCAMCallback(AttributionCallback):
       point at what the model uses. ``.../worse_than_random`` counts the AUCs that lose to
       their baseline, and the text ``.../warnings`` says so when one does;
     - ``explanations/<method>/<layer>/stability``: the mean Spearman rank correlation of the
-      maps with the previous logged epoch's (from the second logged epoch on).
+      maps with the previous logged epoch's (from the second logged epoch on);
+    - with ``robustness``, ``explanations/<method>/<layer>/robustness``: the mean Spearman rank
+      correlation of the maps with the maps of the same samples under one fixed mild
+      corruption (seeded Gaussian noise, the same every epoch), at every logged epoch: whether
+      the maps grow more or less brittle as the model trains.
 
     Every scalar carries a description, and the folder's Custom Scalars layout draws each AUC
     beside its random baseline in one chart. The tags name the method and the layer, so a
@@ -85,9 +130,15 @@ class GradCAMCallback(AttributionCallback):
             for text models; ``None`` shows the ids.
         output: for a model with several outputs, the one explained (index or name; ``None``:
             the first); its labels choose the samples and caption them.
+        robustness: ``False`` (default): no robustness scalar; ``True``: log it under Gaussian
+            noise of std ``ROBUSTNESS_NOISE`` (0.08) of the data range, ImageNet-C's
+            ``gaussian_noise`` at severity 1; a number in (0, 1]: that std instead. The noise
+            is drawn once (seeded by ``seed``) and costs one more CAM pass per logged epoch.
+            Needs a model whose one input is an image ``(H, W, C)``.
 
     Attributes:
         metric_seconds: per logged epoch, the part of ``epoch_end_seconds`` spent on the AUCs.
+        robustness_seconds: per logged epoch, the part spent on the robustness scalar.
 
     Example:
         ```python
@@ -99,7 +150,8 @@ class GradCAMCallback(AttributionCallback):
         ValueError: a bad argument (on construction); an unknown layer or one without spatial
             axes, a subclassed model (its layers cannot be read), data that does not fit the
             model, labels out of range, token ids beyond the vocabulary, or ``metrics=True``
-            where the AUCs do not apply (in ``on_train_begin``, before the first batch).
+            where the AUCs do not apply, or ``robustness`` on a model that does not take one
+            image input (in ``on_train_begin``, before the first batch).
     """
 
     technique = "gradcam"
@@ -111,7 +163,11 @@ class GradCAMCallback(AttributionCallback):
                  metrics: bool | None = None, metric_samples: int = 4, metric_steps: int = 4,
                  colormap: str | None = None, alpha: float = 0.5, seed: int = 0,
                  vocabulary: Sequence[str] | Mapping | None = None,
-                 output: int | str | None = None) -> None:
+                 output: int | str | None = None, robustness: bool | float = False) -> None:
+        if not (isinstance(robustness, bool) or (isinstance(robustness, int | float)
+                                                 and 0.0 < float(robustness) <= 1.0)):
+            raise ValueError(f"robustness must be True, False or a noise std in (0, 1] (a "
+                             f"fraction of the data range); got {robustness!r}")
         if not isinstance(method, str) or method not in CAM_METHODS:  # a list: AuditCallback
             raise ValueError(f"unknown method {method!r}; choices: {sorted(CAM_METHODS)} (one name; "
                              "AuditCallback's options take a list)")
@@ -132,6 +188,9 @@ class GradCAMCallback(AttributionCallback):
         self.metric_steps = int(metric_steps)
         self._faithfulness: DeletionInsertion | None = None
         self.metric_seconds: list[float] = []
+        self.robustness = robustness
+        self.robustness_seconds: list[float] = []
+        self._noisy: np.ndarray | None = None
         if self.metrics is False:
             self.log_stability = False
 
@@ -170,10 +229,30 @@ class GradCAMCallback(AttributionCallback):
                     f"{ex.kind} of shape {(None, *self.explainer.inputs[0].shape)}")
         return None
 
+    @property
+    def robustness_std(self) -> float | None:
+        """The noise std of the robustness scalar (a fraction of the data range), or ``None``."""
+        if self.robustness is False:
+            return None
+        return ROBUSTNESS_NOISE if self.robustness is True else float(self.robustness)
+
     def _setup(self) -> None:
         super()._setup()
         self._faithfulness = None
         self.metric_seconds = []
+        self.robustness_seconds = []
+        self._noisy = None
+        std = self.robustness_std
+        if std is not None:
+            problem = self._auc_problem()  # the same condition: one (H, W, C) image input
+            if problem is not None:
+                raise ValueError(f"{type(self).__name__}: robustness= adds noise to one image "
+                                 f"input, which does not apply here: {problem}. Pass "
+                                 "robustness=False")
+            x = self.samples.x
+            # drawn once: the same noise every epoch, so the curve shows the model changing
+            self._noisy = gaussian_noise(x, std, image_range(x), self.seed).astype(x.dtype)
+            LAYOUTS.register_robustness(self.log_dir, self.tag_base)
         problem = None if self.metrics is False else self._auc_problem()
         if self.metrics is True and problem is not None:
             raise ValueError(f"{type(self).__name__}: metrics=True asks for deletion/insertion "
@@ -192,6 +271,13 @@ class GradCAMCallback(AttributionCallback):
             aucs = self._faithfulness(maps[:m], targets[:m])
             self.metric_seconds.append(time.perf_counter() - t0)
             out.update({k: float(np.mean(v)) for k, v in aucs.items()})
+        if self._noisy is not None:
+            t0 = time.perf_counter()
+            noisy = self.explainer(self._noisy, targets)  # the clean maps' targets
+            rho = spearman_per_sample(maps, noisy)
+            self.robustness_seconds.append(time.perf_counter() - t0)
+            if np.any(np.isfinite(rho)):  # NaN only where a map is constant (no ranking)
+                out["robustness"] = float(np.nanmean(rho))
         return out
 
     def trace_counts(self) -> dict[str, int]:

@@ -33,6 +33,11 @@ METRIC_DESCRIPTIONS = {
                  "logged epoch's, over the same samples (1: unchanged ranking, 0: unrelated). "
                  "Low while the model learns; a map that keeps jumping late in training is "
                  "not to be trusted.",
+    "robustness": "Mean Spearman rank correlation of the **{base}** maps of the samples with "
+                  "their maps under one fixed mild corruption (the same seeded Gaussian noise "
+                  "every epoch; by default ImageNet-C's gaussian_noise at severity 1, std 0.08 "
+                  "of the data range): 1 means the noise leaves the ranking unchanged, 0 "
+                  "unrelated. A falling curve means the maps grow brittle on real-world inputs.",
     "worse_than_random": "How many of the two AUCs of **{base}** (deletion, insertion) are worse "
                          "than their random-order baseline at this epoch: 0 is what a faithful "
                          "map gives; see the `warnings` text.",
@@ -95,6 +100,12 @@ class LayoutRegistry:
              f"^{b}stability$"),
         ):
             self.register(log_dir, "explanation quality", title, [pattern])
+
+    def register_robustness(self, log_dir: str, base: str) -> None:
+        """The chart of the stability under corruption of the maps drawn under ``base``."""
+        self.register(log_dir, "explanation quality",
+                      f"{base}: robustness (rank correlation with the maps of noisy inputs)",
+                      [f"^{re.escape(f'explanations/{base}/')}robustness$"])
 
     def layout(self, log_dir: str):
         """The ``tensorboard.plugins.custom_scalar.layout_pb2.Layout`` for ``log_dir``."""
