@@ -113,3 +113,51 @@ def test_command_reference(shapes_model, shapes_data, tmp_path, capsys):
                      str(tmp_path / "train.npz")]) == 0
     j = json.loads((tmp_path / "c" / "report.json").read_text(encoding="utf-8"))
     assert j["shift"]["status"] == "ok" and j["shift"]["n_reference"] == 100
+
+
+def test_robustness_section_in_a_browser_and_its_screenshot(shapes_model, shapes_data,
+                                                            tmp_path):
+    """The robustness section as a reader sees it: headless Chromium renders it with the
+    report's own styles; the screenshot goes to test-artifacts/robustness_section.png."""
+    import re
+
+    from _report_data import FAST_OPTIONS, decode_data_uri
+    from test_report_browser import ARTIFACTS, CHROMIUM, _DomReader, chromium
+
+    from keras_audit.audit.report import SECTIONS
+
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    _, _, xt, yt, _ = shapes_data
+    out = tmp_path / "report"
+    run(shapes_model, xt[:40], yt[:40], checks=("performance", "robustness"), out_dir=out,
+        samples=6, options={**FAST_OPTIONS, "robustness": {"severities": (1, 3, 5)}})
+    source = (out / "report.html").read_text(encoding="utf-8")
+    section = re.search(r'<section class="sec" id="robustness">.*?</section>', source, re.S)
+    assert section, "no robustness section in report.html"
+    styles = "".join(re.findall(r"<style\b.*?</style>", source, re.S))
+    assert styles  # the report's own look, not the browser's defaults
+    page = out / "robustness_section.html"
+    page.write_text(f'<!DOCTYPE html><html><head><meta charset="utf-8">{styles}</head>'
+                    f"<body>{section.group(0)}</body></html>", encoding="utf-8")
+    done = chromium("--dump-dom", page.as_uri(), profile=tmp_path / "profile")
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = _DomReader()
+    dom.feed(done.stdout)
+    number = next(i for i, (key, _) in enumerate(SECTIONS, start=1) if key == "robustness")
+    assert [h.strip() for h in dom.h2] == [f"{number}. Robustness to corruptions"]
+    assert len(dom.imgs) >= 2  # accuracy against severity, and the stability curve
+    for src in dom.imgs:
+        pixels = decode_data_uri(src)
+        assert pixels.ndim == 3 and min(pixels.shape[:2]) > 50
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "robustness_section.png"
+    shot.unlink(missing_ok=True)
+    done = chromium("--hide-scrollbars", "--window-size=1280,1600", f"--screenshot={shot}",
+                    page.as_uri(), profile=tmp_path / "profile2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(shot) as img:
+        assert img.size == (1280, 1600)
+        assert len(set(img.convert("L").resize((64, 80)).getdata())) > 20  # not blank
