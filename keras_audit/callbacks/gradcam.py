@@ -80,6 +80,9 @@ class GradCAMCallback(AttributionCallback):
             75 and 100% of the pixels). A trend across epochs, not a fine-grained AUC: pass
             more steps for that, at ``4 * metric_samples`` images per extra step.
         colormap, alpha: how the heatmap is drawn over the input.
+        scale: ``"per_map"`` (each map by its own range) or ``"across_epochs"`` (each sample's
+            raw map over its largest value at any logged epoch so far): see
+            ``AttributionCallback``.
         seed: seeds the choice of samples and the random pixel order.
         vocabulary: the strings of token ids (a list, or a dict id -> string or string -> id)
             for text models; ``None`` shows the ids.
@@ -111,7 +114,7 @@ class GradCAMCallback(AttributionCallback):
                  metrics: bool | None = None, metric_samples: int = 4, metric_steps: int = 4,
                  colormap: str | None = None, alpha: float = 0.5, seed: int = 0,
                  vocabulary: Sequence[str] | Mapping | None = None,
-                 output: int | str | None = None) -> None:
+                 output: int | str | None = None, scale: str = "per_map") -> None:
         if not isinstance(method, str) or method not in CAM_METHODS:  # a list: AuditCallback
             raise ValueError(f"unknown method {method!r}; choices: {sorted(CAM_METHODS)} (one name; "
                              "AuditCallback's options take a list)")
@@ -122,7 +125,7 @@ class GradCAMCallback(AttributionCallback):
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
                          targets=targets, strict=strict, class_names=class_names,
                          colormap=colormap, alpha=alpha, seed=seed, vocabulary=vocabulary,
-                         output=output)
+                         output=output, scale=scale)
         if metrics is not None and not isinstance(metrics, bool):
             raise ValueError(f"metrics must be None, True or False; got {metrics!r}")
         self.layer = layer
@@ -142,7 +145,8 @@ class GradCAMCallback(AttributionCallback):
 
     def _build_explainer(self):
         try:
-            return CAM_METHODS[self.method](self.model, layer=self.layer, output=self.output)
+            return CAM_METHODS[self.method](self.model, layer=self.layer, output=self.output,
+                                            normalize=self.normalize_maps)
         except ValueError as exc:
             if self.layer is None and not self._has_spatial_layer():
                 raise NothingToExplain(f"{type(self).__name__} ({self.method}): {exc}") from exc
