@@ -29,6 +29,7 @@ from keras_audit.callbacks import (  # noqa: E402
     select_samples,
 )
 from keras_audit.callbacks.base import (  # noqa: E402
+    CARD_FONT,
     MIN_TILE,  # noqa: E402
     ExplanationCallback,
     balanced_order,
@@ -102,8 +103,8 @@ def test_the_last_pictures_draw_the_final_model(run):
     for tag, explainer, cb in (("gradcam/conv2", GradCAM(model, layer="conv2"), cam_cb),
                                ("saliency/vanilla", Saliency(model),
                                 run.audit.callbacks["saliency"])):
-        expected = render.explanation_grid(x, explainer(x, y), captions=texts, alpha=cb.alpha,
-                                           cmap=cb.colormap, min_tile=MIN_TILE)
+        expected = render.explanation_grid(x, explainer(x, y), captions=texts,
+                                           **cb.grid_options)
         step, picture, _ = run.events["images"][tag][-1]
         assert step == EPOCHS - 1
         np.testing.assert_array_equal(picture, expected, err_msg=tag)
@@ -116,10 +117,12 @@ def test_the_last_pictures_draw_the_final_model(run):
 def test_the_same_samples_are_shown_every_epoch_and_the_maps_change(run):
     samples = run.audit.callbacks["gradcam"].samples
     pictures = [p for _, p, _ in run.events["images"]["gradcam/conv2"]]
-    # layout contract of render.explanation_grid: pairs in 4 columns, pad 4, centred in cells
+    # layout contract of render.explanation_grid: pairs in 2 columns (the most that fit the
+    # TensorBoard card), pad 4, centred in cells, the colour bar in a strip at the right
     k = render.upscale_factor(16, 16, MIN_TILE)
     side, pad = 16 * k, 4
-    cell_w = (pictures[0].shape[1] - 5 * pad) // 4
+    bar_w = render.colorbar("jet", side, font_size=CARD_FONT).shape[1] + pad
+    cell_w = (pictures[0].shape[1] - bar_w - 3 * pad) // 2
     left = pad + (cell_w - (2 * side + 2)) // 2
     expected = render.to_uint8_images(samples.x[:1])[0].repeat(k, 0).repeat(k, 1)
     for picture in pictures:  # the same first sample, pixel for pixel, every epoch

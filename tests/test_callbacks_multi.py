@@ -27,7 +27,6 @@ from keras_audit.callbacks import (  # noqa: E402
     SaliencyCallback,
     select_samples,
 )
-from keras_audit.callbacks.base import MIN_TILE  # noqa: E402
 from keras_audit.explain import GradCAM  # noqa: E402
 
 
@@ -85,8 +84,7 @@ def test_the_image_input_is_explained_and_named(tmp_path, val):
         assert maps.shape == (4, 16, 16)
         captions = cb.captions(model.predict(cb.samples.feed, verbose=0))
         expected = render.explanation_grid(cb.samples.inputs[0], maps, captions=captions,
-                                           alpha=cb.alpha, cmap=cb.colormap,
-                                           min_tile=MIN_TILE, title="input: image")
+                                           title="input: image", **cb.grid_options)
         np.testing.assert_array_equal(picture, expected)
     # no AUCs on several inputs (the engine's DeletionInsertion feeds one); nothing else
     assert set(read_events(str(tmp_path / "cam"))["scalars"]) == set()

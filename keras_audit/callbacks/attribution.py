@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from keras_audit import render
-from keras_audit.callbacks.base import MIN_TILE, ExplanationCallback
+from keras_audit.callbacks.base import CARD_FONT, CARD_WIDTH, MIN_TILE, ExplanationCallback
 from keras_audit.callbacks.scalars import LAYOUTS, METRIC_DESCRIPTIONS, baseline_warnings
 from keras_audit.callbacks.tokens import Vocabulary
 from keras_audit.explain import spearman_per_sample
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 #: the kinds of input (``explain.MapSpec.kind``) the callbacks draw maps over
 DRAWN_KINDS = ("image", "tokens", "sequence")
+#: how maps are scaled to [0, 1] for drawing (``AttributionCallback(scale=...)``)
+SCALES = ("per_map", "across_epochs")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class AttributionCallback(ExplanationCallback):
       ids an ``Embedding(mask_zero=True)`` masks are grey); sequences are labelled by step.
 
     Each sample is captioned with the true class, the predicted class and the confidence.
+    Image grids are laid out for TensorBoard's image card (``CARD_WIDTH``, about 335 px): as
+    many pairs per row as fit unshrunk, captions in 13 px type, and a colour bar (the
+    colormap from 0 to 1) beside the first row.
     Models with several inputs: the image inputs are drawn (else the token or sequence ones;
     tabular inputs never), the picture's title names the input (``"input: image"``), and when
     several inputs are drawn each has its own tag, ``<tag>/<input name>``.
@@ -79,6 +84,11 @@ class AttributionCallback(ExplanationCallback):
         vocabulary: the strings of token ids: a list (entry i for id i) or a dict (id ->
             string, or string -> id); ``None`` labels tokens by their ids.
         output: for a model with several outputs, the one explained (index or name).
+        scale: how each map is brought to [0, 1] for drawing: ``"per_map"`` (default) by its
+            own min and max, so every epoch shows full contrast; ``"across_epochs"``: the raw
+            map (its absolute value for signed methods) divided by the largest value that
+            sample's maps reached at any logged epoch so far, so a flat, weak map of an
+            untrained model looks flat and weak, and maps brighten as the model learns.
         Other arguments: as ``ExplanationCallback``.
 
     Raises:
@@ -96,7 +106,9 @@ class AttributionCallback(ExplanationCallback):
                  colormap: str | None = None,
                  alpha: float = 0.5, seed: int = 0,
                  vocabulary: Sequence[str] | Mapping | None = None,
-                 output: int | str | None = None) -> None:
+                 output: int | str | None = None, scale: str = "per_map") -> None:
+        if scale not in SCALES:
+            raise ValueError(f"unknown scale {scale!r}; choices: {list(SCALES)}")
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
                          strict=strict, class_names=class_names, targets=targets, seed=seed,
                          output=output)
@@ -107,11 +119,25 @@ class AttributionCallback(ExplanationCallback):
             raise ValueError(f"alpha must be a number in [0, 1]; got {alpha!r}")
         self.colormap = colormap
         self.alpha = float(alpha)
+        self.scale = scale
+        self._peaks: dict[int, np.ndarray] = {}  # map index -> each sample's largest value so far
         self.vocabulary = Vocabulary(vocabulary)  # ValueError for anything but a list or dict
         self.explainer = None
         self.views: list[View] = []
         self._rows: dict[int, TokenRows] = {}
         self._prev_maps: np.ndarray | None = None
+
+    @property
+    def normalize_maps(self) -> bool:
+        """Whether the explainer scales each map itself (``scale="per_map"``)."""
+        return self.scale == "per_map"
+
+    @property
+    def grid_options(self) -> dict:
+        """The keyword arguments of ``render.explanation_grid`` the image pictures are drawn
+        with (the card layout, the colormap and its colour bar)."""
+        return {"alpha": self.alpha, "cmap": self.colormap, "min_tile": MIN_TILE,
+                "font_size": CARD_FONT, "colorbar": True, "fit_width": CARD_WIDTH}
 
     @property
     def tag_base(self) -> str:
@@ -170,6 +196,7 @@ class AttributionCallback(ExplanationCallback):
         self._target_ids = self.resolve_targets(self.explainer.n_classes, self.explainer.task)
         self.check_class_names(self.explainer.n_classes)
         self._prev_maps = None
+        self._peaks = {}
         LAYOUTS.register_pair(self.log_dir, base)
         self.charts = True
 
@@ -182,7 +209,21 @@ class AttributionCallback(ExplanationCallback):
     def _maps(self, epoch: int) -> list[np.ndarray]:
         """The explainer's maps of the samples, one array per map (input order)."""
         maps = self.explainer(self.samples.feed, self._target_ids)
-        return list(maps) if isinstance(maps, list) else [maps]
+        maps = list(maps) if isinstance(maps, list) else [maps]
+        return maps if self.normalize_maps else [self._across_epochs(k, np.asarray(m))
+                                                 for k, m in enumerate(maps)]
+
+    def _across_epochs(self, index: int, raw: np.ndarray) -> np.ndarray:
+        """Raw maps over each sample's running peak (``scale="across_epochs"``), in [0, 1]."""
+        m = np.abs(raw) if self.explainer.signed else np.maximum(raw, 0.0)
+        flat = m.reshape(len(m), -1)
+        peak = np.nanmax(flat, axis=1) if flat.shape[1] else np.zeros(len(m), m.dtype)
+        if index in self._peaks:
+            peak = np.maximum(peak, self._peaks[index])
+        self._peaks[index] = peak
+        scale = np.divide(1.0, peak, out=np.zeros_like(peak, dtype=np.float32),
+                          where=peak > 0)
+        return (m * scale.reshape((-1,) + (1,) * (m.ndim - 1))).astype(np.float32)
 
     def _compute(self, epoch: int) -> dict:
         all_maps = self._maps(epoch)
@@ -210,9 +251,8 @@ class AttributionCallback(ExplanationCallback):
     def _picture(self, view: View, maps: np.ndarray, captions: list[str]) -> np.ndarray:
         if view.kind == "image":
             return render.explanation_grid(self.samples.inputs[view.input_index], maps,
-                                           captions=captions, alpha=self.alpha,
-                                           cmap=self.colormap, min_tile=MIN_TILE,
-                                           title=self._title(view))
+                                           captions=captions, title=self._title(view),
+                                           **self.grid_options)
         title = f"{view.tag}  ({self._title(view) or 'tokens'})" if view.kind == "tokens" \
             else f"{view.tag}  (steps)"
         return self._rows[view.input_index].draw(maps, captions, title=title)

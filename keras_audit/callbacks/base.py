@@ -45,9 +45,14 @@ if TYPE_CHECKING:
 
 #: the smallest side tiles are drawn at (inputs are upscaled by an integer factor to reach it)
 MIN_TILE = 64
+#: the width TensorBoard's Images dashboard shows a picture at by default (its card, measured:
+#: 346 px in Chromium at 1400 px wide; pictures wider than that are shrunk to fit)
+CARD_WIDTH = 335
+#: the caption font size of the pictures laid out for the card (shown unshrunk: read as 13 px)
+CARD_FONT = 13
 
 __all__ = [  # the names this module has always offered (several now live next to it)
-    "MIN_TILE", "ExplanationCallback", "ExplanationLoggingWarning", "NothingToExplain",
+    "CARD_FONT", "CARD_WIDTH", "MIN_TILE", "ExplanationCallback", "ExplanationLoggingWarning", "NothingToExplain",
     "Samples", "balanced_order", "ensure_built", "is_chief", "png_fast", "select_samples",
 ]
 

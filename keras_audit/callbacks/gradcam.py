@@ -125,6 +125,9 @@ class GradCAMCallback(AttributionCallback):
             75 and 100% of the pixels). A trend across epochs, not a fine-grained AUC: pass
             more steps for that, at ``4 * metric_samples`` images per extra step.
         colormap, alpha: how the heatmap is drawn over the input.
+        scale: ``"per_map"`` (each map by its own range) or ``"across_epochs"`` (each sample's
+            raw map over its largest value at any logged epoch so far): see
+            ``AttributionCallback``.
         seed: seeds the choice of samples and the random pixel order.
         vocabulary: the strings of token ids (a list, or a dict id -> string or string -> id)
             for text models; ``None`` shows the ids.
@@ -163,7 +166,8 @@ class GradCAMCallback(AttributionCallback):
                  metrics: bool | None = None, metric_samples: int = 4, metric_steps: int = 4,
                  colormap: str | None = None, alpha: float = 0.5, seed: int = 0,
                  vocabulary: Sequence[str] | Mapping | None = None,
-                 output: int | str | None = None, robustness: bool | float = False) -> None:
+                 output: int | str | None = None, robustness: bool | float = False,
+                 scale: str = "per_map") -> None:
         if not (isinstance(robustness, bool) or (isinstance(robustness, int | float)
                                                  and 0.0 < float(robustness) <= 1.0)):
             raise ValueError(f"robustness must be True, False or a noise std in (0, 1] (a "
@@ -178,7 +182,7 @@ class GradCAMCallback(AttributionCallback):
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
                          targets=targets, strict=strict, class_names=class_names,
                          colormap=colormap, alpha=alpha, seed=seed, vocabulary=vocabulary,
-                         output=output)
+                         output=output, scale=scale)
         if metrics is not None and not isinstance(metrics, bool):
             raise ValueError(f"metrics must be None, True or False; got {metrics!r}")
         self.layer = layer
@@ -201,7 +205,8 @@ class GradCAMCallback(AttributionCallback):
 
     def _build_explainer(self):
         try:
-            return CAM_METHODS[self.method](self.model, layer=self.layer, output=self.output)
+            return CAM_METHODS[self.method](self.model, layer=self.layer, output=self.output,
+                                            normalize=self.normalize_maps)
         except ValueError as exc:
             if self.layer is None and not self._has_spatial_layer():
                 raise NothingToExplain(f"{type(self).__name__} ({self.method}): {exc}") from exc

@@ -36,7 +36,7 @@ class SaliencyCallback(AttributionCallback):
         method: ``"vanilla"``, ``"smoothgrad"``, ``"integrated_gradients"`` or
             ``"gradient_input"``.
         num_samples, freq, targets, strict, class_names, colormap, alpha, seed, vocabulary,
-            output: as ``GradCAMCallback``.
+            output, scale: as ``GradCAMCallback``.
         method_options: keyword arguments for the explainer, e.g. ``{"num_samples": 8}`` for
             SmoothGrad or ``{"steps": 16}`` for Integrated Gradients (each costs that many
             gradient passes per sample per logged epoch).
@@ -61,20 +61,20 @@ class SaliencyCallback(AttributionCallback):
                  method_options: dict | None = None, colormap: str | None = None,
                  alpha: float = 0.6, seed: int = 0,
                  vocabulary: Sequence[str] | Mapping | None = None,
-                 output: int | str | None = None) -> None:
+                 output: int | str | None = None, scale: str = "per_map") -> None:
         if not isinstance(method, str) or method not in SALIENCY_METHODS:  # a list: AuditCallback
             raise ValueError(f"unknown method {method!r}; choices: {sorted(SALIENCY_METHODS)} (one name; "
                              "AuditCallback's options take a list)")
         options = dict(method_options or {})
         accepted = set(inspect.signature(SALIENCY_METHODS[method].__init__).parameters)
-        unknown = sorted(set(options) - (accepted - {"self", "model", "output"}))
+        unknown = sorted(set(options) - (accepted - {"self", "model", "output", "normalize"}))
         if unknown:
-            valid = sorted(accepted - {"self", "model", "output"})
+            valid = sorted(accepted - {"self", "model", "output", "normalize"})  # scale= sets it
             raise ValueError(f"unknown option(s) {unknown} for method {method!r}; valid: {valid}")
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
                          targets=targets, strict=strict, class_names=class_names,
                          colormap=colormap, alpha=alpha, seed=seed, vocabulary=vocabulary,
-                         output=output)
+                         output=output, scale=scale)
         self.method = method
         self.method_options = options
 
@@ -85,6 +85,7 @@ class SaliencyCallback(AttributionCallback):
 
     def _build_explainer(self):
         return SALIENCY_METHODS[self.method](self.model, output=self.output,
+                                             normalize=self.normalize_maps,
                                              **self.method_options)
 
     def _explained_specs(self):

@@ -5,7 +5,7 @@ Two paths:
 - the fast path (NumPy + Pillow, a cached colormap lookup table; no matplotlib figure), used by
   the training callbacks every epoch: :func:`to_uint8_images`, :func:`colorize`, :func:`overlay`,
   :func:`grid`, :func:`explanation_grid`, :func:`image_grid`, :func:`filter_grid`,
-  :func:`channel_grid`, :func:`caption`;
+  :func:`channel_grid`, :func:`colorbar`, :func:`caption`;
 - figures (``matplotlib.figure.Figure`` + Agg, never pyplot; matplotlib imported on first use),
   used by the report and the slower callbacks: :func:`scatter_2d`, :func:`heatmap`,
   :func:`figure_to_array`, :func:`png_bytes`, :func:`data_uri`.
@@ -28,6 +28,7 @@ from keras_audit.render.grids import (
     caption,
     captions,
     channel_grid,
+    colorbar,
     explanation_grid,
     filter_grid,
     grid,
@@ -49,6 +50,7 @@ __all__ = [
     "caption",
     "captions",
     "channel_grid",
+    "colorbar",
     "colorize",
     "colormap_lut",
     "confusion_image",

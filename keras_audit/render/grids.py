@@ -28,6 +28,7 @@ __all__ = [
     "caption",
     "captions",
     "channel_grid",
+    "colorbar",
     "explanation_grid",
     "filter_grid",
     "grid",
@@ -299,9 +300,70 @@ def captions(true: Any = None, pred: Any = None, confidence: Any = None,
 
 
 # -- explanation and image grids -------------------------------------------------------------------
+def colorbar(cmap: Any, height: int, width: int = 10, font_size: int = 11,
+             labels: tuple[str, str] = ("0", "1"), background: Any = 255) -> np.ndarray:
+    """A small vertical colour scale: the colormap from ``labels[0]`` (bottom) to ``labels[1]``
+    (top), its two labels beside its ends.
+
+    Args:
+        cmap: colormap name or ``Colormap`` (e.g. ``render.technique_colormap("gradcam")``).
+        height: the bar's height in pixels (the picture is as tall).
+        width: the bar's width in pixels.
+        font_size: the labels' font size in pixels.
+        labels: the texts at the bottom (value 0) and the top (value 1) of the scale.
+        background: gray level or RGB triple behind the labels.
+
+    Returns:
+        ``np.uint8`` ``(height, width + 3 + label width, 3)``: column 0 .. ``width - 1`` is the
+        bar (row 0 the colormap's top colour, the last row its bottom one), the labels right of
+        it, the top label's top at row 0 and the bottom label's bottom at the last row.
+
+    Raises:
+        ValueError: an unknown colormap, or ``height`` too small for the two labels.
+    """
+    colormap_lut(cmap)
+    fnt = _text.font(font_size)
+    lh = _text.line_height(fnt)
+    for name, value, low in (("height", height, 2 * lh), ("width", width, 1)):
+        if not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"colorbar {name} must be an integer >= {low}; got {value!r}")
+    bottom, top = (str(t) for t in labels)
+    label_w = int(math.ceil(max(_text.text_width(fnt, bottom), _text.text_width(fnt, top)))) + 2
+    bg = _background(background)
+    canvas = _canvas(int(height), int(width) + 3 + label_w, bg)
+    values = np.linspace(1.0, 0.0, int(height), dtype=np.float32)  # top row is 1
+    canvas[:, :width] = colorize(values, cmap)[:, None]
+    ink = (0, 0, 0) if float(bg.mean()) >= 128 else (255, 255, 255)
+    _text.draw_text(canvas, 0, width + 3, top, fnt, ink)
+    _text.draw_text(canvas, int(height) - lh, width + 3, bottom, fnt, ink)
+    return canvas
+
+
+def _pairs(imgs: np.ndarray, blended: np.ndarray, k: int) -> np.ndarray:
+    """Input beside overlay, each upscaled by ``k``, a 2-pixel white gap between them."""
+    n, h, w = imgs.shape[:3]
+    pairs = np.full((n, h * k, 2 * w * k + _PAIR_GAP, 3), 255, np.uint8)
+    for picture, left in ((imgs, 0), (blended, w * k + _PAIR_GAP)):
+        region = pairs[:, :, left:left + w * k]
+        _view(region, (n, h, k, w * k, 3))[...] = picture.repeat(k, axis=2)[:, :, None]
+    return pairs
+
+
+def _with_colorbar(picture: np.ndarray, cmap: Any, top: int, height: int, pad: int,
+                   font_size: int) -> np.ndarray:
+    """``picture`` widened on the right by a colour bar beside its first row of tiles."""
+    bar = colorbar(cmap, height, font_size=font_size)
+    out = np.full((picture.shape[0], picture.shape[1] + bar.shape[1] + pad, 3), 255, np.uint8)
+    out[:, :picture.shape[1]] = picture
+    out[top:top + height, picture.shape[1]:picture.shape[1] + bar.shape[1]] = bar
+    return out
+
+
 def explanation_grid(images: Any, maps: Any, captions: Sequence[str | None] | None = None,
                      alpha: float = 0.45, cmap: Any = "jet", ncols: int | None = None,
-                     min_tile: int = 96, pad: int = 4, title: str | None = None) -> np.ndarray:
+                     min_tile: int = 96, pad: int = 4, title: str | None = None,
+                     font_size: int = 11, colorbar: bool = False,
+                     fit_width: int | None = None) -> np.ndarray:
     """Each sample's input beside its heatmap overlay, a caption under each pair.
 
     Args:
@@ -309,27 +371,52 @@ def explanation_grid(images: Any, maps: Any, captions: Sequence[str | None] | No
         maps: ``(N, H, W)`` floats in [0, 1] (e.g. Grad-CAM maps).
         captions: one string per sample (see :func:`caption`), or None.
         alpha, cmap: as in :func:`overlay`.
-        ncols: pairs per row; default ``ceil(sqrt(N))``.
+        ncols: pairs per row; default ``ceil(sqrt(N))`` (or as many as ``fit_width`` allows).
         min_tile: each image is upscaled by ``max(1, ceil(min_tile / max(H, W)))``.
-        pad, title: as in :func:`grid`.
+        pad, title, font_size: as in :func:`grid`.
+        colorbar: add the colormap's scale (:func:`colorbar`, 0 to 1) right of the first row.
+        fit_width: the width the picture is shown at (e.g. TensorBoard's image card, about
+            335 px): without ``ncols``, the most pairs per row that keep the picture within it;
+            when one pair alone is wider, the font grows by the factor the viewer shrinks the
+            picture, so captions read at the same size.
 
     Returns:
         ``np.uint8`` ``(Hg, Wg, 3)``: :func:`grid` of pair tiles ``(H*k, 2*W*k + 2, 3)``
-        (input left, overlay right, a 2-pixel white gap).
+        (input left, overlay right, a 2-pixel white gap), with the colour bar (``colorbar``)
+        in a strip of its width plus ``pad`` at the right.
 
     Raises:
-        ValueError: mismatched counts or shapes, alpha outside [0, 1], unknown colormap.
+        ValueError: mismatched counts or shapes, alpha outside [0, 1], unknown colormap, or
+            ``fit_width`` not a positive integer.
     """
     imgs = to_uint8_images(images)
     blended = overlay(imgs, maps, alpha=alpha, cmap=cmap)
     _check_captions(captions, len(imgs))
+    if fit_width is not None:
+        positive_int(fit_width, "fit_width")
     n, h, w = imgs.shape[:3]
     k = upscale_factor(h, w, min_tile)
-    pairs = np.full((n, h * k, 2 * w * k + _PAIR_GAP, 3), 255, np.uint8)
-    for picture, left in ((imgs, 0), (blended, w * k + _PAIR_GAP)):
-        region = pairs[:, :, left:left + w * k]
-        _view(region, (n, h, k, w * k, 3))[...] = picture.repeat(k, axis=2)[:, :, None]
-    return grid(pairs, captions=captions, ncols=ncols, min_tile=1, pad=pad, title=title)
+    pairs = _pairs(imgs, blended, k)
+
+    def draw(cols: int | None, size: int) -> np.ndarray:
+        picture = grid(pairs, captions=captions, ncols=cols, min_tile=1, pad=pad, title=title,
+                       font_size=size)
+        if not colorbar:
+            return picture
+        title_h = _text.line_height(_text.font(size + 1, bold=True)) + pad if title else 0
+        height = max(h * k, 2 * _text.line_height(_text.font(size)))
+        return _with_colorbar(picture, cmap, title_h + pad, height, pad, size)
+
+    if fit_width is None or ncols is not None:
+        return draw(ncols, font_size)
+    # the widest row of pairs that fits (captions may widen cells, so measure the drawn grid)
+    for cols in range(max(1, min(n, int(fit_width) // (pairs.shape[2] + pad))), 0, -1):
+        picture = draw(cols, font_size)
+        if picture.shape[1] <= fit_width or cols == 1:
+            break
+    if picture.shape[1] > fit_width:  # shown shrunk: enlarge the text by as much
+        picture = draw(1, int(math.ceil(font_size * picture.shape[1] / fit_width)))
+    return picture
 
 
 def image_grid(images: Any, captions: Sequence[str | None] | None = None, ncols: int | None = None,
