@@ -38,7 +38,7 @@ from keras_audit.explain import GradCAM, Saliency, deletion_insertion  # noqa: E
 
 EPOCHS, FREQ, LOGGED = 4, 2, [0, 2, 3]
 IMAGE_TAGS = {"gradcam/conv2", "saliency/vanilla", "activations/conv1", "activations/conv2",
-              "filters/conv1", "filters/conv2", "evaluation/confusion_matrix",
+              "filters/conv1", "evaluation/confusion_matrix",
               "evaluation/mistakes"}
 AUC_NAMES = ("deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc")
 EVAL_SCALARS = {"evaluation/accuracy"} | {f"evaluation/{m}/{c}" for m in ("precision", "recall",
@@ -108,7 +108,9 @@ def test_the_last_pictures_draw_the_final_model(run):
         step, picture, _ = run.events["images"][tag][-1]
         assert step == EPOCHS - 1
         np.testing.assert_array_equal(picture, expected, err_msg=tag)
-    for layer in ("conv1", "conv2"):
+    # weights mode: the first conv and deeper kernels of 5x5 or more; conv2 is 3x3 (issue 15)
+    assert "filters/conv2" not in run.events["images"]
+    for layer in ("conv1",):
         kernel = model.get_layer(layer).kernel.numpy()
         expected = render.filter_grid(kernel, max_filters=32, min_tile=32)
         np.testing.assert_array_equal(run.events["images"][f"filters/{layer}"][-1][1], expected)
@@ -511,7 +513,7 @@ def test_a_sequential_model_built_by_fit_is_explained_and_trains_the_same(tmp_pa
         model.fit(x, y, epochs=2, batch_size=32, verbose=0, shuffle=False, callbacks=[audit])
     events = read_events(str(tmp_path / "seq"))
     assert set(events["images"]) == {"gradcam/conv2", "saliency/vanilla", "activations/conv1",
-                                     "activations/conv2", "filters/conv1", "filters/conv2",
+                                     "activations/conv2", "filters/conv1",
                                      "evaluation/confusion_matrix", "evaluation/mistakes"}
     assert all([s for s, *_ in recs] == [0, 1] for recs in events["images"].values())
     for a, b in zip(weights_of(plain), weights_of(model)):  # building early changed nothing
@@ -525,7 +527,7 @@ def test_a_filter_callback_alone_waits_for_fit_to_build_the_model(tmp_path, data
     model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[cb])
     events = read_events(str(tmp_path))
     assert {t: [s for s, *_ in r] for t, r in events["images"].items()} == {
-        "filters/conv1": [0, 1], "filters/conv2": [0, 1]}
+        "filters/conv1": [0, 1]}  # conv2's 3x3 kernels are skipped (weights mode)
 
 
 def test_the_fast_png_encoder_round_trips_exactly():

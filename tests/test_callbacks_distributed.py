@@ -19,7 +19,7 @@ WORKER = str(Path(__file__).with_name("_callbacks_workers.py"))
 ROOT = str(Path(__file__).resolve().parents[1])
 LOGGED = [0, 2]
 TAGS = {"gradcam/conv2", "saliency/vanilla", "activations/conv1", "activations/conv2",
-        "filters/conv1", "filters/conv2", "evaluation/confusion_matrix", "evaluation/mistakes"}
+        "filters/conv1", "evaluation/confusion_matrix", "evaluation/mistakes"}
 TIMEOUT = 150
 
 

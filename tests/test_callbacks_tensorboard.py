@@ -26,7 +26,7 @@ from PIL import Image
 from keras_audit.callbacks import AuditCallback
 
 TAGS = {"gradcam/conv2", "saliency/vanilla", "activations/conv1", "activations/conv2",
-        "filters/conv1", "filters/conv2", "evaluation/confusion_matrix", "evaluation/mistakes"}
+        "filters/conv1", "evaluation/confusion_matrix", "evaluation/mistakes"}
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists(
     "/usr/bin/chromium") else None)
