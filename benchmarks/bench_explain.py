@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from _reference import reference_cnn  # noqa: E402
+from _reference import input_gradient_limit, interleaved_medians, reference_cnn  # noqa: E402
 
 from keras_audit.explain import (  # noqa: E402
     GradCAM,
@@ -42,18 +41,8 @@ def main() -> None:
         text(args.reps, args.batch)
     model = reference_cnn(compiled=False)
     x = np.random.default_rng(0).random((args.batch, 32, 32, 3)).astype("float32")
-    xt = tf.constant(x)
     targets = np.arange(args.batch) % 10
-
-    @tf.function
-    def limit_pass(v):
-        with tf.GradientTape() as tape:
-            tape.watch(v)
-            s = tf.reduce_sum(model(v, training=False))
-        return tape.gradient(s, v)
-
-    def limit():
-        limit_pass(xt).numpy()
+    limit = input_gradient_limit(model, x)
 
     from tf_keras_vis.gradcam import Gradcam
     from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
@@ -84,15 +73,7 @@ def main() -> None:
         jobs[name] = (lambda e: lambda: e(x, targets))(exp)
     for name, fn in vis.items():
         jobs["tf-keras-vis " + name] = fn
-    for fn in jobs.values():  # warm-up: tracing excluded for everyone
-        fn()
-    times = {k: [] for k in jobs}
-    for _ in range(args.reps):
-        for k, fn in jobs.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    med = {k: float(np.median(v)) for k, v in times.items()}
+    med = interleaved_medians(jobs, args.reps)
     print(f"batch {args.batch} of 32x32x3, {args.reps} interleaved reps, medians; "
           f"limit = 1 compiled fwd+bwd = {med['limit'] * 1e3:.1f} ms")
     print(f"{'method':28s} {'ms':>8s} {'/ limit':>9s} {'tf-keras-vis / ours':>20s}")
@@ -129,15 +110,7 @@ def text(reps: int, batch: int) -> None:
             "saliency": (lambda e: lambda: e(x))(Saliency(model)),
             "integrated_gradients(32)": (lambda e: lambda: e(x))(
                 IntegratedGradients(model, steps=32, batch_size=4096))}
-    for fn in jobs.values():
-        fn()
-    times = {k: [] for k in jobs}
-    for _ in range(reps):
-        for k, fn in jobs.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    med = {k: float(np.median(v)) for k, v in times.items()}
+    med = interleaved_medians(jobs, reps)
     print(f"text: batch {batch} of 200 token ids, limit = {med['limit'] * 1e3:.1f} ms")
     for name, mult in (("saliency", 1), ("integrated_gradients(32)", 32)):
         print(f"{name:28s} {med[name] * 1e3:8.1f} {med[name] / (med['limit'] * mult):9.2f}")

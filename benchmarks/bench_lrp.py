@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from _reference import reference_cnn  # noqa: E402
+from _reference import input_gradient_limit, interleaved_medians, reference_cnn  # noqa: E402
 
 from keras_audit.explain import LRP, GradientInput  # noqa: E402
 
@@ -34,15 +32,8 @@ def main() -> None:
     args = ap.parse_args()
     model = reference_cnn(compiled=False)
     x = np.random.default_rng(0).random((args.batch, 32, 32, 3)).astype("float32")
-    xt = tf.constant(x)
     targets = np.arange(args.batch) % 10
-
-    @tf.function
-    def limit_pass(v):
-        with tf.GradientTape() as tape:
-            tape.watch(v)
-            s = tf.reduce_sum(model(v, training=False))
-        return tape.gradient(s, v)
+    limit = input_gradient_limit(model, x)
 
     ours = {"lrp epsilon": LRP(model, rule="epsilon"),
             "gradient_input": GradientInput(model)}
@@ -51,18 +42,10 @@ def main() -> None:
             ours[f"lrp {rule}"] = LRP(model, rule=rule)
         for comp in ("epsilon_plus_flat", "epsilon_gamma_box"):
             ours[f"lrp {comp}"] = LRP(model, composite=comp)
-    jobs = {"limit": lambda: limit_pass(xt).numpy()}
+    jobs = {"limit": limit}
     for name, exp in ours.items():
         jobs[name] = (lambda e: lambda: e(x, targets))(exp)
-    for fn in jobs.values():  # warm-up: tracing excluded
-        fn()
-    times = {k: [] for k in jobs}
-    for _ in range(args.reps):
-        for k, fn in jobs.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    med = {k: float(np.median(v)) for k, v in times.items()}
+    med = interleaved_medians(jobs, args.reps)
     print(f"batch {args.batch} of 32x32x3, {args.reps} interleaved reps, medians; "
           f"limit = 1 compiled fwd+bwd = {med['limit'] * 1e3:.1f} ms")
     print(f"{'method':28s} {'ms':>8s} {'/ limit':>9s}")
