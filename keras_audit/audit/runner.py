@@ -179,13 +179,8 @@ def run(model: keras.Model | str | os.PathLike, x: tf.Tensor | ArrayLike | tf.da
                                   "the forward passes; give one of them")
         if not is_stream(x):
             x, y = _as_dataset(x, y, options), None
-        if y is not None:
-            raise AuditInputError("y is given but the data streams (a dataset or DataSource "
-                                  "yields its own labels); omit y")
-        if class_names is None and getattr(x, "class_names", None):
-            class_names = x.class_names
-        if feature_names is None and getattr(x, "feature_names", None):
-            feature_names = x.feature_names
+        # before the cluster starts: the source's names, read before it is wrapped
+        class_names, feature_names = _stream_names(x, y, class_names, feature_names)
         cluster = ray_engine.RayCluster()
         try:
             x = ray_engine.RayStream(x, model, cluster, model_path)
@@ -201,6 +196,22 @@ def run(model: keras.Model | str | os.PathLike, x: tf.Tensor | ArrayLike | tf.da
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def _stream_names(data, y, class_names, feature_names):
+    """The class and feature names for streamed ``data`` (the caller's, else the source's).
+
+    Raises:
+        AuditInputError: ``y`` was given too (streamed data yields its own labels).
+    """
+    if y is not None:
+        raise AuditInputError("y is given but the data streams (a dataset or DataSource "
+                              "yields its own labels); omit y")
+    if class_names is None and getattr(data, "class_names", None):
+        class_names = data.class_names
+    if feature_names is None and getattr(data, "feature_names", None):
+        feature_names = data.feature_names
+    return class_names, feature_names
 
 
 def _model_of(model):
@@ -227,13 +238,7 @@ def _run(model, x, y, class_names, background, checks, out_dir, seed, card, samp
         x = _as_dataset(x, y, options)  # the strategy splits dataset batches over devices
         y = None
     if is_stream(x):
-        if y is not None:
-            raise AuditInputError("y is given but the data streams (a dataset or DataSource "
-                                  "yields its own labels); omit y")
-        if class_names is None and getattr(x, "class_names", None):
-            class_names = x.class_names
-        if feature_names is None and getattr(x, "feature_names", None):
-            feature_names = x.feature_names
+        class_names, feature_names = _stream_names(x, y, class_names, feature_names)
         ctx = build_stream_context(model, x, defaults=DEFAULT_OPTIONS, strategy=strategy,
                                    class_names=class_names, background=background,
                                    checks=checks, seed=seed, card=card, samples=samples,
