@@ -162,7 +162,7 @@ def explained_view(model: keras.Model, specs: list[InputSpec], explained: int, o
 
     The model itself when it already is one; otherwise a view sharing its layers and weights.
     """
-    from keras_audit.explain._graph import GraphTap
+    from keras_audit.explain import GraphTap
 
     if not needs_view(specs, n_outputs, explained):
         return model

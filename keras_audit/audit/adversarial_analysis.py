@@ -30,7 +30,7 @@ from keras_audit._checks import positive_int
 from keras_audit.audit._labels import as_label_array, label_spec
 from keras_audit.audit._scoring import OutputScorer
 from keras_audit.audit.corruptions import check_range
-from keras_audit.explain._graph import GraphTap
+from keras_audit.explain import GraphTap
 from keras_audit.explain.forward import CompiledForward, check_batch, select_output
 from keras_audit.render.figures import new_figure
 

@@ -15,8 +15,13 @@ import keras
 import numpy as np
 
 from keras_audit.audit.result import AnalysisResult
-from keras_audit.explain import Activations, LayerInfo, list_layers, predicted_classes
-from keras_audit.explain.base import resolve_layer
+from keras_audit.explain import (
+    Activations,
+    LayerInfo,
+    list_layers,
+    predicted_classes,
+    resolve_layer,
+)
 from keras_audit.explain.forward import check_batch
 
 if TYPE_CHECKING:

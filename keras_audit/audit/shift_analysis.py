@@ -13,7 +13,7 @@ MMD is hand-written (a dozen lines of NumPy): alibi-detect, which has it, needs 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -22,8 +22,8 @@ import pandas as pd
 import tensorflow as tf
 
 from keras_audit._checks import positive_int
-from keras_audit.explain._graph import GraphTap
-from keras_audit.explain.base import list_layers, resolve_layer
+from keras_audit.audit.result import AnalysisResult
+from keras_audit.explain import GraphTap, list_layers, resolve_layer
 from keras_audit.explain.forward import check_batch, select_output
 from keras_audit.render.figures import new_figure
 
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
 
-@dataclass
-class ShiftResult:
+@dataclass(repr=False)
+class ShiftResult(AnalysisResult):
     """What ``shift`` measured.
 
     Attributes:
@@ -57,7 +57,11 @@ class ShiftResult:
     ood: pd.DataFrame | None
     ood_summary: dict[str, Any]
     layer: str
-    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def p_value(self) -> float:
+        """The MMD permutation test's p-value (``mmd["p_value"]``), as API.md names it."""
+        return float(self.mmd["p_value"])
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready content: mmd, auroc, layer, OOD means, and the top KS features."""

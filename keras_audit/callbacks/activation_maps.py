@@ -16,8 +16,7 @@ from keras_audit.callbacks.layers import (
     output_width,
     spread,
 )
-from keras_audit.explain import Activations
-from keras_audit.explain.base import resolve_layer
+from keras_audit.explain import Activations, resolve_layer
 from keras_audit.explain.forward import select_output
 from keras_audit.render.channels import channel_rows
 

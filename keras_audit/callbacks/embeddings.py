@@ -22,8 +22,7 @@ from keras_audit import render
 from keras_audit.callbacks.base import ExplanationCallback
 from keras_audit.callbacks.layers import model_layers, output_width
 from keras_audit.callbacks.predictions import predicted_classes
-from keras_audit.explain import Activations, LayerInfo
-from keras_audit.explain.base import resolve_layer
+from keras_audit.explain import Activations, LayerInfo, resolve_layer
 from keras_audit.explain.forward import select_output
 from keras_audit.render.sprites import sprite_images, thumbnail_size, tile_sprite
 

@@ -17,8 +17,7 @@ from keras_audit._checks import positive_int
 from keras_audit.callbacks.base import MIN_TILE, ExplanationCallback, NothingToExplain
 from keras_audit.callbacks.layers import DEFAULT_LAYERS, is_conv2d, spread
 from keras_audit.callbacks.samples import select_samples
-from keras_audit.explain import Activations
-from keras_audit.explain.base import resolve_layer
+from keras_audit.explain import Activations, resolve_layer
 from keras_audit.explain.forward import model_input_shape, model_inputs
 from keras_audit.explain.maximize import ActivationMaximizer
 

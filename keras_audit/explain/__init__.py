@@ -23,7 +23,14 @@ from keras_audit.explain.attention import (
     patch_grid,
     rollout_maps,
 )
-from keras_audit.explain.base import Explainer, MapSpec, list_layers, map_specs, normalize_maps
+from keras_audit.explain.base import (
+    Explainer,
+    MapSpec,
+    list_layers,
+    map_specs,
+    normalize_maps,
+    resolve_layer,
+)
 from keras_audit.explain.cam import GradCAM, GradCAMPlusPlus, ScoreCAM
 from keras_audit.explain.forward import (
     CompiledForward,
@@ -57,7 +64,7 @@ __all__ = [
     "Explainer", "GradCAM", "GradCAMPlusPlus", "GradientInput", "GraphTap", "InputSpec",
     "IntegratedGradients", "LayerInfo", "MapSpec", "Saliency", "ScoreCAM", "SmoothGrad",
     "attention_rollout", "balanced_order", "blurred_canvas", "check_inputs",
-    "deletion_insertion", "has_generated_name", "list_layers", "map_specs", "model_inputs",
+    "deletion_insertion", "has_generated_name", "list_layers", "resolve_layer", "map_specs", "model_inputs",
     "normalize_maps", "output_names", "patch_grid", "predicted_classes", "registry",
     "rollout_maps", "select_output", "spearman_per_sample",
 ]
