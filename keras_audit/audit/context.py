@@ -8,6 +8,7 @@ explained samples. Sections never change it: it is a frozen dataclass.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -130,6 +131,17 @@ class AuditContext:
     stream: Any = None
 
     # -- derived views -----------------------------------------------------------------------------
+    @functools.cached_property
+    def cam_refusal(self) -> str | None:
+        """Why Grad-CAM cannot explain ``view`` (the engine's message), or None when it can.
+
+        Computed once per audit: the gallery, the quality and pruning sections and the default
+        policy all ask, and each question builds (probes) an explainer.
+        """
+        from keras_audit.audit.sections.explanation_methods import refusal
+
+        return refusal("gradcam", self.view)
+
     @property
     def model_x(self) -> np.ndarray | list[np.ndarray]:
         """``x`` as the model takes it: the array, or one array per input for several."""

@@ -21,10 +21,11 @@ def build_explainer(method: str, model: keras.Model):
     return registry.get(method)(model)
 
 
-def has_cam_layer(model: keras.Model) -> bool:
-    """True when Grad-CAM can explain ``model`` (it has a layer with spatial axes)."""
+def refusal(method: str, model: keras.Model) -> str | None:
+    """Why the engine's ``method`` cannot explain ``model`` (its ValueError's message), or None
+    when it can."""
     try:
-        build_explainer("gradcam", model)
-        return True
-    except ValueError:
-        return False
+        build_explainer(method, model)
+    except ValueError as exc:
+        return str(exc)
+    return None

@@ -43,13 +43,12 @@ def build(ctx: AuditContext, options: dict) -> Section:
 def _pruning(ctx: AuditContext, opts: dict, layers: list[str], sec: Section, bar) -> None:
     from keras_audit.audit.pruning import pruning_impact, pruning_summary
     from keras_audit.audit.pruning_plots import pruning_figures
-    from keras_audit.audit.sections.explanation_methods import has_cam_layer
 
     summary = pruning_summary(ctx.model)
     sec.tables["pruning_summary"] = summary
     # drift runs Grad-CAM on the model itself: one input and one output only
     single = not ctx.multi_input and len(ctx.heads) <= 1
-    drift = bool(opts["drift"]) and ctx.kind == "image" and single and has_cam_layer(ctx.model)
+    drift = bool(opts["drift"]) and ctx.kind == "image" and single and ctx.cam_refusal is None
     if bool(opts["drift"]) and ctx.kind == "image" and not drift:
         sec.content["drift_reason"] = (
             "explanation drift (Grad-CAM, pruned vs dense) is measured on single-input, "

@@ -28,7 +28,9 @@ def build(ctx: AuditContext, options: dict) -> Section:
     opts = options["sanity"]
     methods = list(opts["methods"] or default_methods(ctx))
     if "lrp" in ctx.checks and "lrp" not in methods:  # the "lrp" check: LRP's sanity too
-        reason = _lrp_reason(ctx)
+        from keras_audit.audit.sections.explanation_methods import refusal
+
+        reason = refusal("lrp", ctx.view)
         if reason is None:
             methods.append("lrp")
         else:
@@ -36,7 +38,7 @@ def build(ctx: AuditContext, options: dict) -> Section:
             sec.finding("info", f"LRP left out of the quality checks: {reason}")
     c.update({"status": "ok", "methods": methods, "samples": int(len(ctx.explain_idx))})
     if opts["methods"] is None and ctx.kind == "image" and "gradcam" not in methods:
-        c["gradcam"] = {"status": "skipped", "reason": _cam_reason(ctx)}
+        c["gradcam"] = {"status": "skipped", "reason": ctx.cam_refusal or "not chosen"}
     c["sanity"] = {}
     with sec.step("sanity", c["sanity"], total=len(methods)) as bar:
         _sanity(ctx, opts, methods, sec, c["sanity"], bar)
@@ -46,36 +48,13 @@ def build(ctx: AuditContext, options: dict) -> Section:
     return sec
 
 
-def _lrp_reason(ctx: AuditContext) -> str | None:
-    """Why LRP cannot explain the explained model, or None when it can."""
-    from keras_audit.audit.sections.explanation_methods import build_explainer
-
-    try:
-        build_explainer("lrp", ctx.view)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
 def default_methods(ctx: AuditContext) -> list[str]:
     """Grad-CAM and two gradient methods for images with a CAM layer; gradients otherwise."""
-    from keras_audit.audit.sections.explanation_methods import has_cam_layer
-
     if ctx.kind == "image":
-        if has_cam_layer(ctx.view):
+        if ctx.cam_refusal is None:
             return ["gradcam", "saliency", "smoothgrad"]
         return ["saliency", "smoothgrad", "integrated_gradients"]
     return ["saliency", "gradient_input", "integrated_gradients"]
-
-
-def _cam_reason(ctx: AuditContext) -> str:
-    from keras_audit.audit.sections.explanation_methods import build_explainer
-
-    try:
-        build_explainer("gradcam", ctx.view)
-    except ValueError as exc:
-        return str(exc)
-    return "not chosen"
 
 
 def _sanity(ctx: AuditContext, opts: dict, methods: list[str], sec: Section, part: dict,
