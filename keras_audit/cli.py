@@ -109,10 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "(0=cat,1=dog) (default: the archive's 'class_names' array, else 0, 1, ...)")
     rep.add_argument("--checks", default=",".join(DEFAULT_CHECKS), metavar="LIST",
                      help=f"comma-separated analyses to run, from {','.join(CHECKS)} "
-                     f"(default: {','.join(DEFAULT_CHECKS)}; shift needs --reference)")
+                     f"(default: {','.join(DEFAULT_CHECKS)}; shift and examples need --reference)")
     rep.add_argument("--reference", default=None, metavar="TRAIN.npz",
-                     help="reference (training) inputs for the shift check: an .npz archive "
-                     "with an array named like --x-key")
+                     help="reference (training) data for the shift and examples checks: an "
+                     ".npz archive with an array named like --x-key and, optionally, its labels "
+                     "named like --y-key (the examples check shows them; default: the model's "
+                     "predictions on the reference)")
     rep.add_argument("--samples", type=_positive_int, default=None, metavar="N",
                      help="how many samples the explanation analyses use (default: 32)")
     rep.add_argument("--seed", type=_non_negative_int, default=0, metavar="S",
@@ -365,20 +367,30 @@ def load_groups(path: Path, keys: str, n: int) -> dict:
                                  f"({n},); got {a.shape}")
             out[key] = a
     return out
-def load_reference(path: Path, x_key: str) -> np.ndarray:
-    """The reference inputs: array ``x_key`` of an ``.npz`` archive (pickles refused).
+def load_reference(path: Path, x_key: str, y_key: str | None = None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The reference inputs and, when the archive holds them, their labels.
+
+    Reads array ``x_key`` of an ``.npz`` archive (pickles refused) and, when ``y_key`` is given
+    and present, array ``y_key`` as the reference's labels (one per reference sample): the
+    ``examples`` check shows them beside each example; without them it uses the model's
+    predictions on the reference.
 
     Raises:
-        UsageError: not an .npz archive, no such array, or a non-numeric array.
+        UsageError: not an .npz archive, no such array, a non-numeric array, or labels whose
+            length differs from the inputs'.
     """
     import numpy as np
 
+    ref_y = None
     try:
         with np.load(path, allow_pickle=False) as archive:
             if x_key not in archive.files:
                 raise UsageError(f"{path} has no array {x_key!r}; arrays in the archive: "
                                  f"{sorted(archive.files)} (choose with --x-key)")
             ref = archive[x_key]
+            if y_key is not None and y_key in archive.files:
+                ref_y = archive[y_key]
     except UsageError:
         raise
     except (ValueError, OSError, EOFError, AttributeError) as exc:
@@ -387,7 +399,12 @@ def load_reference(path: Path, x_key: str) -> np.ndarray:
     if ref.dtype.kind not in "biuf" or ref.ndim == 0:
         raise UsageError(f"array {x_key!r} in {path} must be a numeric batch; got dtype "
                          f"{ref.dtype} and shape {ref.shape}")
-    return ref
+    if ref_y is not None:
+        if ref_y.dtype.kind not in "biuf" or ref_y.ndim == 0 or len(ref_y) != len(ref):
+            raise UsageError(f"array {y_key!r} in {path} must hold one numeric label per "
+                             f"reference sample ({len(ref)}); got dtype {ref_y.dtype} and "
+                             f"shape {ref_y.shape}")
+    return ref, ref_y
 
 
 def load_card(path: Path) -> dict:
@@ -491,11 +508,15 @@ def _report(args) -> int:
     else:
         x, y, archive_names, feature_names = load_arrays(data_path, args.x_key, args.y_key)
         groups = load_groups(data_path, args.groups_key, len(x)) if args.groups_key else None
-    reference = None
+    reference = reference_y = None
     if args.reference:
-        reference = load_reference(_existing_file(args.reference, "reference"), args.x_key)
-    elif "shift" in checks:
-        raise UsageError("the shift check needs --reference TRAIN.npz (the training inputs)")
+        reference, reference_y = load_reference(_existing_file(args.reference, "reference"),
+                                                args.x_key, args.y_key)
+    else:
+        for check, what in (("shift", "the training inputs"),
+                            ("examples", "the inputs to take examples from")):
+            if check in checks:
+                raise UsageError(f"the {check} check needs --reference TRAIN.npz ({what})")
     class_names = archive_names
     if args.class_names is not None:
         class_names = parse_class_names(args.class_names)
@@ -505,7 +526,8 @@ def _report(args) -> int:
     try:
         with _native_stderr_to(native_log):
             return _audit(args, model_path, x, y, class_names, feature_names, card, checks,
-                          out_dir, policy, groups, baseline_path, history, reference)
+                          out_dir, policy, groups, baseline_path, history, reference,
+                          reference_y)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(native_log)
@@ -528,7 +550,7 @@ def _load_model(path: Path, unsafe: bool):
 
 def _audit(args, model_path: Path, x, y, class_names, feature_names, card, checks,
            out_dir: Path, policy=None, groups=None, baseline_path: Path | None = None,
-           history=None, reference=None) -> int:
+           history=None, reference=None, reference_y=None) -> int:
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -549,7 +571,8 @@ def _audit(args, model_path: Path, x, y, class_names, feature_names, card, check
         report = run(model, x, y, class_names=class_names, checks=checks, out_dir=out_dir,
                      seed=args.seed, card=card, samples=args.samples, progress=progress,
                      feature_names=feature_names, policy=policy, groups=groups,
-                     baseline=baseline, history=history, reference=reference)
+                     baseline=baseline, history=history, reference=reference,
+                     reference_y=reference_y)
     except AuditInputError as exc:
         raise UsageError(_first_line(exc)) from None
     html = out_dir / "report.html"

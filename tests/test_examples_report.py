@@ -115,3 +115,31 @@ def test_image_report_shows_both_sections(shapes_model, shapes_data, tmp_path):
     emb, _, _ = embed(shapes_model, xt[:40], "gmp")
     assert emb.shape == (40, 16)
     assert not [f for f in js["findings"] if f["severity"] == "error"]
+
+
+def test_command_reference_labels(tabular, tmp_path, capsys):
+    """``--reference`` takes the reference's labels from its ``--y-key`` array when present;
+    the examples check without ``--reference`` exits 2 naming the option."""
+    import json
+
+    from keras_audit import cli
+
+    model, xtr, ytr, xte, yte, _ = tabular
+    model.save(tmp_path / "m.keras")
+    np.savez(tmp_path / "data.npz", x=xte[:30], y=yte[:30])
+    np.savez(tmp_path / "train.npz", x=xtr[:120], y=ytr[:120])
+    np.savez(tmp_path / "train_x.npz", x=xtr[:120])
+    np.savez(tmp_path / "bad_y.npz", x=xtr[:120], y=ytr[:7])
+    base = ["report", str(tmp_path / "m.keras"), "--data", str(tmp_path / "data.npz"),
+            "--checks", "examples", "--quiet", "--samples", "4"]
+    assert cli.main([*base, "--out", str(tmp_path / "a")]) == 2
+    assert "examples check needs --reference" in capsys.readouterr().err
+    assert cli.main([*base, "--out", str(tmp_path / "b"), "--reference",
+                     str(tmp_path / "bad_y.npz")]) == 2
+    assert "one numeric label per reference sample (120)" in capsys.readouterr().err
+    for name, expected in (("train.npz", "given"), ("train_x.npz", "predicted")):
+        out = tmp_path / name.replace(".npz", "")
+        assert cli.main([*base, "--out", str(out), "--reference", str(tmp_path / name)]) == 0
+        ex = json.loads((out / "report.json").read_text(encoding="utf-8"))["examples"]
+        assert ex["status"] == "ok" and ex["n_reference"] == 120
+        assert ex["reference_labels"] == expected
