@@ -357,7 +357,10 @@ def test_full_disk_warns_once_or_raises_when_strict(tmp_path, data, monkeypatch)
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(tf.summary, "write", full_disk)
+    # the disk is full where each record is appended to the event file
+    from keras_audit.callbacks.events import EventWriter
+
+    monkeypatch.setattr(EventWriter, "_record", full_disk)
     audit = AuditCallback(data[2:], str(tmp_path / "lenient"), num_samples=4)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")

@@ -19,16 +19,13 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorboard.plugins.image import metadata as image_metadata
 
+from keras_audit.callbacks.events import EventWriter
 from keras_audit.callbacks.layers import model_layers
 from keras_audit.callbacks.samples import Samples, select_samples
 from keras_audit.explain import LayerInfo, model_inputs, select_output
 from keras_audit.render.png import png_fast
 
-#: marks a summary as an image for TensorBoard (what tf.summary.image attaches)
-_IMAGE_METADATA = image_metadata.create_summary_metadata(
-    display_name=None, description=None).SerializeToString()
 #: logged epochs whose drawing may be queued before the training thread waits for the worker
 MAX_PENDING = 2
 
@@ -220,11 +217,11 @@ class Session:
         return first
 
     # -- writing (worker thread) ------------------------------------------------------------------
-    def _writer(self, log_dir: str):
+    def _writer(self, log_dir: str) -> EventWriter:
         with self._lock:
             w = self._writers.get(log_dir)
             if w is None:  # lazily: a folder gets an event file only when something is written
-                w = tf.summary.create_file_writer(log_dir)
+                w = EventWriter(log_dir)
                 self._writers[log_dir] = w
             return w
 
@@ -235,35 +232,28 @@ class Session:
         """
         image = np.asarray(image, np.uint8)
         data = png_fast(image)
-        with self._writer(log_dir).as_default(step=step):
-            tf.summary.write(tag, tf.constant([str(image.shape[1]), str(image.shape[0]), data]),
-                             metadata=_IMAGE_METADATA)
+        self._writer(log_dir).image(tag, data, image.shape[1], image.shape[0], step)
 
     def write_scalar(self, log_dir: str, tag: str, value: float, step: int,
                      description: str | None = None) -> None:
         """Write one scalar under ``tag`` at ``step`` into ``log_dir`` (``description``: the
         Markdown TensorBoard shows beside the chart)."""
-        with self._writer(log_dir).as_default(step=step):
-            tf.summary.scalar(tag, float(value), description=description)
+        self._writer(log_dir).scalar(tag, float(value), step, description)
 
     def write_text(self, log_dir: str, tag: str, text: str, step: int,
                    description: str | None = None) -> None:
         """Write Markdown ``text`` (the Text dashboard renders tables) under ``tag``."""
-        with self._writer(log_dir).as_default(step=step):
-            tf.summary.text(tag, text, description=description)
+        self._writer(log_dir).text(tag, text, step, description)
 
     def write_histogram(self, log_dir: str, tag: str, values: np.ndarray, step: int,
                         description: str | None = None) -> None:
         """Write a histogram of ``values`` under ``tag`` (TensorBoard's Histograms dashboard)."""
-        with self._writer(log_dir).as_default(step=step):
-            tf.summary.histogram(tag, np.asarray(values, np.float32).ravel(), buckets=30,
-                                 description=description)
+        self._writer(log_dir).histogram(tag, values, step, description)
 
     def write_tensor(self, log_dir: str, tag: str, tensor: np.ndarray, step: int,
                      metadata: Any) -> None:
         """Write ``tensor`` with a plugin's ``SummaryMetadata`` (PR curves, layouts)."""
-        with self._writer(log_dir).as_default(step=step):
-            tf.summary.write(tag, tf.constant(tensor), metadata=metadata)
+        self._writer(log_dir).tensor(tag, tensor, step, metadata)
 
     def write_layout(self, log_dir: str, layout: Any, step: int) -> None:
         """Write a Custom Scalars layout (``layout_pb2.Layout``) into ``log_dir``, once per
