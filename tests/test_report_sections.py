@@ -68,9 +68,9 @@ def _build(module, ctx: AuditContext) -> Section:
 def test_the_table_is_the_report_order():
     assert [m.KEY for m in sections.TABLE] == [k for k, _ in sections.SECTIONS]
     assert [k for k, _ in sections.SECTIONS] == [
-        "provenance", "model", "training", "card", "data", "performance", "groups",
-        "comparison", "explanations", "quality", "pruning", "robustness", "adversarial",
-        "shift", "examples", "counterfactuals", "sign_off"]
+        "provenance", "model", "training", "card", "data", "performance", "cross_validation",
+        "groups", "comparison", "explanations", "quality", "pruning", "robustness",
+        "adversarial", "shift", "examples", "counterfactuals", "sign_off"]
     # every option group comes from exactly one section module
     groups = [g for m in sections.TABLE for g in m.OPTIONS]
     assert len(groups) == len(set(groups)) == len(sections.DEFAULT_OPTIONS)

@@ -16,7 +16,8 @@ CHECKS = ("performance", "shap", "lime", "pruning", "sanity", "robustness", "adv
 DEFAULT_CHECKS = ("performance", "shap", "lime", "pruning", "sanity")
 #: report.json top-level keys, in order
 TOP_LEVEL_KEYS = ("schema_version", "verdict", "criteria", "provenance", "model", "training",
-                  "data", "environment", "card", "performance", "groups", "comparison",
+                  "data", "environment", "card", "performance", "cross_validation", "groups",
+                  "comparison",
                   "explanations", "quality", "pruning", "robustness", "adversarial", "shift",
                   "examples", "counterfactuals", "findings", "sign_off")
 #: explanation samples when ``samples`` is None

@@ -90,6 +90,8 @@ class AuditContext:
         reference, reference_y: reference data (e.g. the training inputs) and its labels: the
             shift section compares ``x`` with it, the example-based explanations take
             examples from it; None when not given.
+        cross_validation: the caller's ``cross_validate`` result (a ``CVResult``) for the
+            cross-validation section, or None.
         stream: for streamed data (a ``tf.data.Dataset`` or ``DataSource``), the
             ``streaming.StreamInfo``: ``x``, ``y`` and ``outputs`` then hold only the drawn
             samples (explained first, then the background), ``explain_idx`` indexes them, and
@@ -127,6 +129,7 @@ class AuditContext:
     history: dict[str, list[float]] | None = None   # metric -> value per epoch, from fit
     reference: np.ndarray | None = None  # the training inputs: shift, examples
     reference_y: np.ndarray | None = None
+    cross_validation: Any = None   # a cross_validation.CVResult, from run(cross_validation=)
     # streamed data (``streaming.StreamInfo``): x holds the drawn samples, the full data streams
     stream: Any = None
 
@@ -295,7 +298,8 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                   output: int | str | None = None, policy: Any = None,
                   groups: Any = None, baseline: Any = None,
                   history: Any = None, reference: ArrayLike | None = None,
-                  reference_y: ArrayLike | None = None) -> AuditContext:
+                  reference_y: ArrayLike | None = None,
+                  cross_validation: Any = None) -> AuditContext:
     """Validate the inputs of ``run`` and build the context (one forward pass over ``x``).
 
     Raises:
@@ -308,6 +312,7 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
     merged = merge_options(defaults, options)
     criteria = load_policy(policy)
     epochs = check_history(history)
+    check_cross_validation(cross_validation)
     card_dict = load_card(card)
     bars = progress_factory(progress)
     if not isinstance(model, keras.Model):
@@ -366,7 +371,22 @@ def build_context(model: keras.Model, x: ArrayLike, y: ArrayLike, *,
                         held=held, explained_model=None if view is model else view,
                         heads=tuple(heads), output=out_idx, policy=criteria,
                         groups=group_labels, baseline=base, history=epochs, reference=ref,
-                        reference_y=ref_y)
+                        reference_y=ref_y, cross_validation=cross_validation)
+
+
+def check_cross_validation(cv: object) -> None:
+    """Check ``run(cross_validation=...)``: a ``CVResult`` or None.
+
+    Raises:
+        AuditInputError: anything else (the message names the type expected and how to get
+            one).
+    """
+    from keras_audit.audit.cross_validation import CVResult
+
+    if cv is not None and not isinstance(cv, CVResult):
+        raise AuditInputError("cross_validation must be a CVResult (what "
+                              "audit.cross_validate(build_model, x, y) returns) or None; got "
+                              f"{type(cv).__name__}")
 
 
 def _inputs(model: keras.Model, x, specs: list[InputSpec], what: str = "x") -> list[np.ndarray]:

@@ -229,6 +229,8 @@ def _result(spec, rows, histories, splits, confidence, figures) -> CVResult:
 
 
 def _figures(res: CVResult, names: list[str]) -> dict:
+    from matplotlib.ticker import MaxNLocator
+
     from keras_audit.render.figures import new_figure
 
     fig = new_figure((1.6 + 1.4 * len(names), 3.4))
@@ -248,9 +250,13 @@ def _figures(res: CVResult, names: list[str]) -> dict:
     curves = new_figure((6.0, 3.4))
     ax2 = curves.subplots()
     for f, h in enumerate(res.histories):
-        line = ax2.plot(h.get("loss", []), label=f"fold {f} train")[0]
+        loss = h.get("loss", [])
+        line = ax2.plot(range(1, len(loss) + 1), loss, marker="o", markersize=3,
+                        label=f"fold {f} train")[0]
         if "val_loss" in h:
-            ax2.plot(h["val_loss"], "--", color=line.get_color(), label=f"fold {f} held out")
+            ax2.plot(range(1, len(h["val_loss"]) + 1), h["val_loss"], "--", marker="o",
+                     markersize=3, color=line.get_color(), label=f"fold {f} held out")
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("loss")
     ax2.legend(fontsize=6, ncol=2)

@@ -24,7 +24,12 @@ from keras_audit.audit.catalog import (
     TOP_LEVEL_KEYS,
     AuditInputError,
 )
-from keras_audit.audit.context import AuditContext, build_context, out_dir_path
+from keras_audit.audit.context import (
+    AuditContext,
+    build_context,
+    check_cross_validation,
+    out_dir_path,
+)
 from keras_audit.audit.document import Report
 from keras_audit.audit.environment import environment
 from keras_audit.audit.gate import verdict_of
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
     import tensorflow as tf
     from numpy.typing import ArrayLike
 
+    from keras_audit.audit.cross_validation import CVResult
     from keras_audit.audit.sources import DataSource
 
 _SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -60,7 +66,7 @@ def run(model: keras.Model | str | os.PathLike, x: tf.Tensor | ArrayLike | tf.da
         reference: tf.Tensor | ArrayLike | None = None,
         reference_y: tf.Tensor | ArrayLike | None = None,
         strategy: tf.distribute.Strategy | None = None,
-        engine: str = "local") -> Report:
+        engine: str = "local", cross_validation: CVResult | None = None) -> Report:
     """Audit ``model`` on ``(x, y)`` and write the compliance report into ``out_dir``.
 
     Args:
@@ -139,6 +145,10 @@ def run(model: keras.Model | str | os.PathLike, x: tf.Tensor | ArrayLike | tf.da
             model once (from ``model``'s path when it can read it, else from ``.keras``
             bytes); a worker lost mid-pass has its task retried by Ray. Arrays are streamed
             as a dataset. Needs ``pip install 'keras-audit[ray]'``; the report is the same.
+        cross_validation: what ``audit.cross_validate(build_model, x, y)`` returned (a
+            ``CVResult``): the cross-validation section (per-fold metrics, mean, std and
+            confidence interval per metric, figures), e.g. ``cross_validation.mean.accuracy``
+            in a policy. ``None``: the section says how to add it.
 
     Streamed data (a dataset or a ``DataSource``) never sits in memory whole: memory is
     bounded by one batch and the per-sample outputs. Performance and every pruning level
@@ -155,9 +165,9 @@ def run(model: keras.Model | str | os.PathLike, x: tf.Tensor | ArrayLike | tf.da
             lists the valid ones), ``x`` the model cannot take, ``y`` that does not match ``x``
             or the model's output, wrong ``class_names``/``feature_names``, a bad ``card``,
             ``seed``, ``samples``, ``options``, ``policy``, ``groups``, ``baseline``,
-            ``history`` or ``reference``, the ``"shift"`` check without ``reference``, an
-            unknown ``output``, labels that do not match the outputs, or an ``out_dir`` that
-            cannot be created.
+            ``history``, ``cross_validation`` (not a ``CVResult``) or ``reference``, the
+            ``"shift"`` check without ``reference``, an unknown ``output``, labels that do not
+            match the outputs, or an ``out_dir`` that cannot be created.
         ImportError: ``engine="ray"`` without Ray installed (the message says
             ``pip install 'keras-audit[ray]'``).
         RuntimeError: the weights changed during the audit (a bug; never expected), or a
@@ -168,6 +178,7 @@ def run(model: keras.Model | str | os.PathLike, x: tf.Tensor | ArrayLike | tf.da
     """
     if engine not in ENGINES:
         raise AuditInputError(f"unknown engine {engine!r}; choices: {list(ENGINES)}")
+    check_cross_validation(cross_validation)  # before a model loads or a stream is read
     model, model_path = _model_of(model)
     cluster = None
     if engine == "ray":
@@ -192,7 +203,7 @@ def run(model: keras.Model | str | os.PathLike, x: tf.Tensor | ArrayLike | tf.da
                     samples, progress, feature_names=feature_names, options=options,
                     output=output, policy=policy, groups=groups, baseline=baseline,
                     history=history, reference=reference, reference_y=reference_y,
-                    strategy=strategy)
+                    strategy=strategy, cross_validation=cross_validation)
     finally:
         if cluster is not None:
             cluster.close()
@@ -232,7 +243,7 @@ def _model_of(model):
 
 def _run(model, x, y, class_names, background, checks, out_dir, seed, card, samples, progress,
          *, feature_names, options, output, policy, groups, baseline, history, reference,
-         reference_y, strategy) -> Report:
+         reference_y, strategy, cross_validation) -> Report:
     """``run`` once the engine is set up: the context, the sections, the report."""
     if strategy is not None and not is_stream(x):
         x = _as_dataset(x, y, options)  # the strategy splits dataset batches over devices
@@ -245,7 +256,8 @@ def _run(model, x, y, class_names, background, checks, out_dir, seed, card, samp
                                    progress=progress, feature_names=feature_names,
                                    options=options, output=output, policy=policy,
                                    groups=groups, baseline=baseline, history=history,
-                                   reference=reference, reference_y=reference_y)
+                                   reference=reference, reference_y=reference_y,
+                                   cross_validation=cross_validation)
     else:
         if y is None:
             raise AuditInputError("y (the labels) is required when x is arrays")
@@ -254,7 +266,7 @@ def _run(model, x, y, class_names, background, checks, out_dir, seed, card, samp
                             samples=samples, progress=progress, feature_names=feature_names,
                             options=options, output=output, policy=policy, groups=groups,
                             baseline=baseline, history=history, reference=reference,
-                            reference_y=reference_y)
+                            reference_y=reference_y, cross_validation=cross_validation)
     folder = out_dir_path(out_dir)
     with preserved_weights(model, verify=True):
         sections = [module.build(ctx, ctx.options) for module in TABLE]

@@ -13,6 +13,7 @@ from keras_audit.audit.sections import (
     card,
     comparison,
     counterfactuals,
+    cross_validation,
     data,
     examples,
     explanations,
@@ -29,8 +30,8 @@ from keras_audit.audit.sections import (
 )
 
 #: the section modules, in report order
-TABLE = (provenance, model_details, training, card, data, performance, groups, comparison,
-         explanations, quality, pruning, robustness, adversarial, shift, examples,
+TABLE = (provenance, model_details, training, card, data, performance, cross_validation, groups,
+         comparison, explanations, quality, pruning, robustness, adversarial, shift, examples,
          counterfactuals, sign_off)
 #: (anchor, heading) of the report's sections, in order
 SECTIONS = tuple((m.KEY, m.TITLE) for m in TABLE)

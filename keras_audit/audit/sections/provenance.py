@@ -60,7 +60,8 @@ def _hash_all(arrays) -> str:
         return hashes[0]
     return hashlib.sha256("|".join(hashes).encode()).hexdigest()
 def _gate_inputs(ctx: AuditContext) -> dict:
-    """The policy, groups and baseline, when given: they change the report, so its id."""
+    """The policy, groups, baseline and cross-validation, when given: they change the report,
+    so its id."""
     from keras_audit.audit._weights import weights_hash
 
     out: dict = {}
@@ -70,4 +71,8 @@ def _gate_inputs(ctx: AuditContext) -> dict:
         out["groups"] = {k: array_hash(v) for k, v in ctx.groups.items()}
     if ctx.baseline is not None:
         out["baseline"] = weights_hash(ctx.baseline)
+    if ctx.cross_validation is not None:
+        cv = ctx.cross_validation
+        out["cross_validation"] = jsonable({"task": cv.task, "confidence": cv.confidence,
+                                            "per_fold": cv.per_fold})
     return out
