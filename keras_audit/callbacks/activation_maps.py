@@ -120,6 +120,10 @@ class ActivationMapsCallback(ExplanationCallback):
         self.layer_paths = list(self.reader.paths)
         self.check_class_names(output_width(self.model, infos))
 
+    def _warm(self) -> None:
+        """Trace the reader on the samples' shapes (see ``ExplanationCallback._warm``)."""
+        self.reader(self.samples.feed)
+
     def _compute(self, epoch: int) -> dict:
         out = self.reader(self.samples.feed)
         layers = {}

@@ -225,6 +225,17 @@ class AttributionCallback(ExplanationCallback):
                           where=peak > 0)
         return (m * scale.reshape((-1,) + (1,) * (m.ndim - 1))).astype(np.float32)
 
+    def _warm(self) -> None:
+        """Trace the explainer, the shared prediction pass and the scalars' work on the
+        samples' shapes (see ``ExplanationCallback._warm``)."""
+        maps = self.explainer(self.samples.feed, self._target_ids)
+        self._session.outputs(self.model, self.samples.inputs)
+        first = (list(maps) if isinstance(maps, list) else [maps])[self.views[0].map_index]
+        self._warm_scalars(np.asarray(first, np.float32), self.explainer.last_targets)
+
+    def _warm_scalars(self, maps: np.ndarray, targets: np.ndarray) -> None:
+        """Trace what ``_scalars`` runs (nothing in the base class)."""
+
     def _compute(self, epoch: int) -> dict:
         all_maps = self._maps(epoch)
         maps = {v.map_index: all_maps[v.map_index] for v in self.views}

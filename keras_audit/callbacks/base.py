@@ -32,7 +32,7 @@ import numpy as np
 
 from keras_audit import render
 from keras_audit._checks import positive_int
-from keras_audit.callbacks.distribute import ensure_built, is_chief
+from keras_audit.callbacks.distribute import ensure_built, is_chief, warm_up_allowed
 from keras_audit.callbacks.predictions import predicted_classes
 from keras_audit.callbacks.samples import Samples, balanced_order, select_samples
 from keras_audit.callbacks.scalars import LAYOUTS
@@ -186,6 +186,11 @@ class ExplanationCallback(keras.callbacks.Callback):
     def _setup(self) -> None:
         """Build explainers once (training thread); raise ValueError for configuration errors."""
 
+    def _warm(self) -> None:
+        """Call the compiled work once on the samples' real shapes and throw the results away
+        (worker thread, while the first epoch trains), so ``_compute`` at the first logged
+        epoch finds its traces ready. Only when ``_compute`` would make the same calls."""
+
     def _compute(self, epoch: int) -> Any:
         """Run the compiled work for a logged epoch and return NumPy results (training thread)."""
         return None
@@ -215,6 +220,10 @@ class ExplanationCallback(keras.callbacks.Callback):
                                                  self.model, self.seed, self.output)
         self._setup()
         self._deferred = False
+        if self._chief and self.should_log(0) and warm_up_allowed(self.model):
+            self._session.warm(self._warm)
+            if not self._shared:  # AuditCallback starts them once all its members are set up
+                self._session.start_warm()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Log on scheduled epochs (chief only): compiled work here, drawing on the worker."""
@@ -250,6 +259,7 @@ class ExplanationCallback(keras.callbacks.Callback):
         self._attempted.add(epoch)
         t0 = time.perf_counter()
         try:
+            self._session.wait_warm()  # the traces the first epoch prepared
             payload = self._compute(epoch)
         except Exception as exc:
             self.report_failure(exc, epoch)

@@ -51,6 +51,17 @@ def is_chief(model: keras.Model | None = None) -> bool:
     return False
 
 
+def warm_up_allowed(model: keras.Model | None) -> bool:
+    """Whether the callbacks may trace their compiled work on their worker thread while the
+    first epoch trains: only outside ``tf.distribute`` (a strategy's scope and its replica
+    context belong to the thread that entered them), so under a strategy the tracing stays on
+    the training thread at the first logged epoch, as before."""
+    if tf.distribute.has_strategy():
+        return False
+    strategy = getattr(model, "distribute_strategy", None) if model is not None else None
+    return strategy is None or strategy is tf.distribute.get_strategy()
+
+
 def ensure_built(model: keras.Model, validation_data: ValidationData | None) -> bool:
     """Build a model that ``fit()`` has not built yet, from the validation inputs' shape.
 

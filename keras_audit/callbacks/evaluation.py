@@ -184,7 +184,8 @@ class EvaluationCallback(ExplanationCallback):
 
     def _setup(self) -> None:
         self._read()
-        probs = self._probs(self._session.outputs(self.model, [a[:2] for a in self.inputs]))
+        probs = self._probs(self._session.outputs(self.model, [a[:2] for a in self.inputs],
+                                                  eager=True))
         self.n_classes = max(2, probs.shape[1])
         bad = sorted({int(v) for v in np.unique(self.labels)} - set(range(self.n_classes)))
         if bad:
@@ -197,8 +198,11 @@ class EvaluationCallback(ExplanationCallback):
         self._image_input = next((k for k, kind in enumerate(kinds) if kind == "image"), None)
         self.cam = None
         if self.mistakes and self._image_input is not None:
-            try:
-                self.cam = GradCAM(self.model, output=self.output)
+            output = self.output
+            try:  # in an AuditCallback: the Grad-CAM member's explainer (the same key)
+                self.cam = self._session.shared(
+                    ("cam", "gradcam", None, output, True),
+                    lambda: GradCAM(self.model, output=output))
             except ValueError:  # no layer with spatial axes: mistakes are drawn without maps
                 self.cam = None
         self._prev_pred = None
@@ -242,6 +246,15 @@ class EvaluationCallback(ExplanationCallback):
         return p
 
     # -- each logged epoch ------------------------------------------------------------------------
+    def _warm(self) -> None:
+        """Trace the prediction pass and the mistakes' Grad-CAM on their shapes (see
+        ``ExplanationCallback._warm``)."""
+        self._session.outputs(self.model, [a[:2] for a in self.inputs])
+        if self.cam is not None:
+            pad = np.arange(self.mistakes) % len(self.labels)
+            feed = [a[pad] for a in self.inputs]
+            self.cam(feed[0] if len(feed) == 1 else feed, np.zeros(len(pad), np.int32))
+
     def _compute(self, epoch: int) -> dict:
         probs = self._probs(self._session.outputs(self.model, self.inputs))
         self.check_finite(probs, "model outputs on the validation data", epoch)

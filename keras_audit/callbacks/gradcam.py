@@ -204,9 +204,13 @@ class GradCAMCallback(AttributionCallback):
         return f"{self.method}/{self.explainer.layer_name}"
 
     def _build_explainer(self):
-        try:
-            return CAM_METHODS[self.method](self.model, layer=self.layer, output=self.output,
-                                            normalize=self.normalize_maps)
+        method, layer, output, normalize = self.method, self.layer, self.output, \
+            self.normalize_maps
+        try:  # shared in an AuditCallback with the evaluation's mistakes (the same key)
+            return self._session.shared(
+                ("cam", method, layer, output, normalize),
+                lambda: CAM_METHODS[method](self.model, layer=layer, output=output,
+                                            normalize=normalize))
         except ValueError as exc:
             if self.layer is None and not self._has_spatial_layer():
                 raise NothingToExplain(f"{type(self).__name__} ({self.method}): {exc}") from exc
@@ -284,6 +288,13 @@ class GradCAMCallback(AttributionCallback):
             if np.any(np.isfinite(rho)):  # NaN only where a map is constant (no ranking)
                 out["robustness"] = float(np.nanmean(rho))
         return out
+
+    def _warm_scalars(self, maps: np.ndarray, targets: np.ndarray) -> None:
+        if self._faithfulness is not None:
+            m = self.metric_samples
+            self._faithfulness(maps[:m], targets[:m])
+        if self._noisy is not None:
+            self.explainer(self._noisy, targets)
 
     def trace_counts(self) -> dict[str, int]:
         """Tracings of the CAM, the shared prediction pass and the AUC computation."""

@@ -79,12 +79,21 @@ class ModelOutputs:
 
         self._fn = fn
 
-    def __call__(self, inputs: list[np.ndarray]) -> Any:
-        """The model's outputs (the model's structure: one array, a list or a dict)."""
+    def __call__(self, inputs: list[np.ndarray], eager: bool = False) -> Any:
+        """The model's outputs (the model's structure: one array, a list or a dict).
+
+        ``eager=True`` runs the model without compiling (no trace: for a first look at the
+        outputs of a few samples during set-up, which costs a DenseNet121 about 0.4 s where
+        tracing costs it seconds)."""
         arrays = [np.asarray(a) for a in inputs]
+        dtypes = [tf.int32 if a.dtype.kind in "iu" and a.dtype != np.uint8 else tf.float32
+                  for a in arrays]
+        if eager:
+            feed = [tf.constant(a, dtype=d) for a, d in zip(arrays, dtypes)]
+            out = self.model(feed_structure(self.model, feed), training=False)
+            return tf.nest.map_structure(lambda t: np.asarray(tf.cast(t, tf.float32)), out)
         if self._fn is None:
-            self._build([tf.int32 if a.dtype.kind in "iu" and a.dtype != np.uint8
-                         else tf.float32 for a in arrays])
+            self._build(dtypes)
         dtypes = [s.dtype for s in self._fn.input_signature]
         out = self._fn(*[tf.constant(a, dtype=d) for a, d in zip(arrays, dtypes)])
         return tf.nest.map_structure(lambda t: t.numpy(), out)
@@ -121,6 +130,9 @@ class Session:
         self._forward: ModelOutputs | None = None
         self._pred: tuple | None = None  # (epoch, probs, the samples' base array)
         self._layers: tuple[keras.Model, list[LayerInfo]] | None = None
+        self._warming: list[concurrent.futures.Future] = []
+        self._to_warm: list[Callable[[], None]] = []
+        self._shared: dict[tuple, Any] = {}
 
     # -- samples and predictions (training thread) ----------------------------------------------
     def reserve_samples(self, n: int) -> None:
@@ -195,13 +207,59 @@ class Session:
                 with self._lock:
                     self._errors.append((on_error, exc))
 
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="keras_audit_callbacks",
-                initializer=_lower_priority)
+        with self._lock:
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="keras_audit_callbacks",
+                    initializer=_lower_priority)
         while len(self._pending) >= MAX_PENDING:
             self._pending.popleft().result()
         self._pending.append(self._executor.submit(run))
+
+    def warm(self, task: Callable[[], None]) -> None:
+        """Queue ``task`` (a member's ``_warm``: its compiled calls on the real shapes, results
+        thrown away) to run on the worker while the first epoch trains, so the tracing overlaps
+        training instead of following it; ``start_warm`` starts the queue once every member is
+        set up. A failure is ignored here: the epoch-end call that the task prepared raises it
+        where it is reported."""
+        def run() -> None:
+            try:
+                task()
+            except Exception:  # noqa: BLE001 - the real call reports it
+                pass
+
+        with self._lock:
+            self._to_warm.append(run)
+
+    def start_warm(self) -> None:
+        """Start the queued ``warm`` tasks on the worker (training thread, ``on_train_begin``)."""
+        with self._lock:
+            tasks, self._to_warm = self._to_warm, []
+            if tasks and self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="keras_audit_callbacks",
+                    initializer=_lower_priority)
+            self._warming.extend(self._executor.submit(t) for t in tasks)
+
+    def shared(self, key: tuple, build: Callable[[], Any]) -> Any:
+        """The object ``build()`` made for ``key`` in this session (built on first request):
+        members that need the same explainer (Grad-CAM of the same layer for the maps and for
+        the mistakes) share it, and so its traces."""
+        with self._lock:
+            found = self._shared.get(key)
+        if found is None:
+            found = build()
+            with self._lock:
+                found = self._shared.setdefault(key, found)
+        return found
+
+    def wait_warm(self) -> None:
+        """Wait for every queued ``warm`` task (training thread, before the first logged
+        epoch's compiled work)."""
+        with self._lock:
+            warming, self._warming, self._to_warm = self._warming, [], []
+        for future in warming:
+            future.result()
 
     def deliver_errors(self) -> None:
         """Hand the worker's errors so far to their ``on_error`` (training thread)."""
@@ -268,14 +326,15 @@ class Session:
                           np.array(layout.SerializeToString(), dtype=object), step,
                           cs_metadata.create_summary_metadata())
 
-    def outputs(self, model: keras.Model, inputs: list[np.ndarray], batch_size: int = 512
-                ) -> Any:
+    def outputs(self, model: keras.Model, inputs: list[np.ndarray], batch_size: int = 512,
+                eager: bool = False) -> Any:
         """The model's outputs on any number of samples, in batches, through the one compiled
-        pass the session shares (its signature takes any batch size: no retracing)."""
+        pass the session shares (its signature takes any batch size: no retracing), or with
+        ``eager=True`` uncompiled (a few samples at set-up: see ``ModelOutputs``)."""
         if self._forward is None or self._forward.model is not model:
             self._forward = ModelOutputs(model)
         n = len(inputs[0])
-        parts = [self._forward([a[i:i + batch_size] for a in inputs])
+        parts = [self._forward([a[i:i + batch_size] for a in inputs], eager=eager)
                  for i in range(0, n, batch_size)]
         return tf.nest.map_structure(lambda *p: np.concatenate(p), *parts)
 
@@ -292,6 +351,7 @@ class Session:
         Raises:
             Exception: the first error of a writer (a full disk shows up here too).
         """
+        self.wait_warm()
         while self._pending:
             self._pending.popleft().result()
         if self._executor is not None:
