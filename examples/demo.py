@@ -115,6 +115,25 @@ def digits_splits(seed: int = 0):
     return (x[:1197], y[:1197]), (x[1197:1497], y[1197:1497]), (x[1497:], y[1497:])
 
 
+def demo_callbacks(log_dir: str, validation: tuple[np.ndarray, np.ndarray]
+                   ) -> list[keras.callbacks.Callback]:
+    """The demo's callbacks: Keras's TensorBoard (losses) and the AuditCallback it logs with
+    (``benchmarks/bench_event_size.py`` measures what this set writes per epoch)."""
+    return [
+        keras.callbacks.TensorBoard(log_dir),
+        AuditCallback(validation, log_dir, class_names=CLASS_NAMES,
+                      include=("gradcam", "saliency", "activations", "filters", "evaluation",
+                               "embeddings"),
+                      options={"gradcam": {"num_samples": 12}, "saliency": {"num_samples": 12},
+                               # 8 channels and 8 mistakes keep the event files near
+                               # 355 KB per epoch: 14.4 MB for 40 epochs (du -b, measured;
+                               # 17.7 MB before photo-like pictures were JPEG)
+                               "activations": {"max_channels": 8},
+                               "evaluation": {"mistakes": 8},
+                               "embeddings": {"layer": "gap", "num_samples": 300}}),
+    ]
+
+
 def keras_audit_command() -> list[str]:
     """The installed ``keras-audit`` script beside this Python, else ``python -m``."""
     script = Path(sys.executable).parent / "keras-audit"
@@ -130,18 +149,7 @@ def main() -> int:
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = digits_splits()
 
     model = build_cnn()
-    callbacks = [
-        keras.callbacks.TensorBoard(str(LOG_DIR)),
-        AuditCallback((x_val, y_val), str(LOG_DIR), class_names=CLASS_NAMES,
-                      include=("gradcam", "saliency", "activations", "filters", "evaluation",
-                               "embeddings"),
-                      options={"gradcam": {"num_samples": 12}, "saliency": {"num_samples": 12},
-                               # 8 channels and 8 mistakes keep the event file near
-                               # 440 KB per epoch (17.7 MB for 40 epochs, measured)
-                               "activations": {"max_channels": 8},
-                               "evaluation": {"mistakes": 8},
-                               "embeddings": {"layer": "gap", "num_samples": 300}}),
-    ]
+    callbacks = demo_callbacks(str(LOG_DIR), (x_val, y_val))
     print(f"training on {len(x_train)} digits, logging explanations to {LOG_DIR}/ ...")
     model.fit(x_train, y_train, epochs=40, batch_size=64, validation_data=(x_val, y_val),
               callbacks=callbacks, verbose=2)

@@ -62,6 +62,22 @@ def read_events(log_dir: str) -> dict:
     return out
 
 
+def encoded_images(log_dir: str) -> dict:
+    """The image records under ``log_dir`` (one run) as TensorBoard's reader gives them, not
+    decoded: ``{tag: [(step, encoded bytes, (w, h) declared)]}``."""
+    acc = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    out: dict = {}
+    for tag in acc.Tags()["tensors"]:
+        if acc.SummaryMetadata(tag).plugin_data.plugin_name != "images":
+            continue
+        for ev in acc.Tensors(tag):
+            value = tf.make_ndarray(ev.tensor_proto)
+            out.setdefault(tag, []).append((ev.step, bytes(value[2]),
+                                            (int(value[0]), int(value[1]))))
+    return out
+
+
 def images_and_scalars(log_dir: str) -> tuple[dict, dict]:
     """``read_events`` in a shorter form: ``({tag: [(step, picture)]}, {tag: {step: value}})``."""
     ev = read_events(log_dir)

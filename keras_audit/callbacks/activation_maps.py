@@ -9,7 +9,11 @@ import numpy as np
 
 from keras_audit import render
 from keras_audit._checks import positive_int
-from keras_audit.callbacks.base import ExplanationCallback, NothingToExplain
+from keras_audit.callbacks.base import (
+    DEFAULT_MAX_BYTES_PER_EPOCH,
+    ExplanationCallback,
+    NothingToExplain,
+)
 from keras_audit.callbacks.layers import (
     DEFAULT_LAYERS,
     is_feature_map_conv,
@@ -51,6 +55,8 @@ class ActivationMapsCallback(ExplanationCallback):
         colormap: a Matplotlib colormap name for the channels (``None``: viridis, from
             ``render.technique_colormap``).
         output: for a model with several outputs, the one the captions show (index or name).
+        max_bytes_per_epoch: the size budget of the pictures per logged epoch (default
+            200 KB; ``None``: none), as ``ExplanationCallback`` describes.
 
     Models with several inputs: each row starts with the sample's first image input.
 
@@ -73,9 +79,11 @@ class ActivationMapsCallback(ExplanationCallback):
                  num_samples: int = 4, max_channels: int = 16, freq: int = 1,
                  strict: bool = False, class_names: list[str] | dict[int, str] | None = None,
                  colormap: str | None = None, seed: int = 0,
-                 output: int | str | None = None) -> None:
+                 output: int | str | None = None,
+                 max_bytes_per_epoch: int | None = DEFAULT_MAX_BYTES_PER_EPOCH) -> None:
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
-                         strict=strict, class_names=class_names, seed=seed, output=output)
+                         strict=strict, class_names=class_names, seed=seed, output=output,
+                         max_bytes_per_epoch=max_bytes_per_epoch)
         positive_int(max_channels, "max_channels")
         if layers is not None:
             layers = [layers] if isinstance(layers, str) else list(layers)
@@ -147,7 +155,7 @@ class ActivationMapsCallback(ExplanationCallback):
         for path, (maps, top) in payload["layers"].items():
             picture = channel_rows(self._image(), maps, top, captions, cmap=self.colormap,
                                    min_tile=CHANNEL_TILE)
-            self.write_image(f"activations/{path}", picture, step)
+            self.write_image(f"activations/{path}", picture, step, photo=True)
 
     def trace_counts(self) -> dict[str, int]:
         """Tracings of the compiled activation reader (one per input shape)."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from keras_audit.callbacks.base import ExplanationCallback
+from keras_audit.callbacks.base import DEFAULT_MAX_BYTES_PER_EPOCH, ExplanationCallback
 from keras_audit.explain.attention import (
     OUTPUT_KEY,
     AttentionScores,
@@ -57,6 +57,8 @@ class AttentionMapsCallback(ExplanationCallback):
         class_names: names for the class ids in captions.
         token_names: text for each token id, to label sequence heatmaps (``None``: the ids).
         seed: seeds the choice of samples.
+        max_bytes_per_epoch: the size budget of the pictures per logged epoch (default
+            200 KB; ``None``: none), as ``ExplanationCallback`` describes.
 
     Attributes:
         layer_paths: the chosen layers, in call order (after ``on_train_begin``).
@@ -81,9 +83,11 @@ class AttentionMapsCallback(ExplanationCallback):
                  layers: list[str] | str | None = None,
                  num_samples: int = 4, freq: int = 1, strict: bool = False,
                  class_names: list[str] | None = None, token_names: list[str] | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0,
+                 max_bytes_per_epoch: int | None = DEFAULT_MAX_BYTES_PER_EPOCH) -> None:
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
-                         strict=strict, class_names=class_names, seed=seed)
+                         strict=strict, class_names=class_names, seed=seed,
+                         max_bytes_per_epoch=max_bytes_per_epoch)
         if isinstance(layers, str):
             layers = [layers]
         if layers is not None and (
@@ -151,10 +155,11 @@ class AttentionMapsCallback(ExplanationCallback):
         captions = self.captions(payload["outputs"])
         for path in self.layer_paths:
             picture = self._draw_layer(path, scores[path], captions)
-            self.write_image(f"attention/{path}", picture, step)
+            self.write_image(f"attention/{path}", picture, step, photo=True)
         if self.rollout:
             maps = rollout_maps([scores[p] for p in self._scores.layers], self._input_shape)
-            self.write_image("attention/rollout", self._draw_rollout(maps, captions), step)
+            self.write_image("attention/rollout", self._draw_rollout(maps, captions), step,
+                             photo=True)
         self.last_scores = {p: scores[p] for p in self.layer_paths}
 
     def trace_counts(self) -> dict[str, int]:

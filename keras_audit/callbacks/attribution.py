@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from keras_audit import render
-from keras_audit.callbacks.base import CARD_FONT, CARD_WIDTH, MIN_TILE, ExplanationCallback
+from keras_audit.callbacks.base import (
+    CARD_FONT,
+    CARD_WIDTH,
+    DEFAULT_MAX_BYTES_PER_EPOCH,
+    MIN_TILE,
+    ExplanationCallback,
+)
 from keras_audit.callbacks.scalars import LAYOUTS, METRIC_DESCRIPTIONS, baseline_warnings
 from keras_audit.callbacks.tokens import Vocabulary
 from keras_audit.explain import spearman_per_sample
@@ -106,12 +112,14 @@ class AttributionCallback(ExplanationCallback):
                  colormap: str | None = None,
                  alpha: float = 0.5, seed: int = 0,
                  vocabulary: Sequence[str] | Mapping | None = None,
-                 output: int | str | None = None, scale: str = "per_map") -> None:
+                 output: int | str | None = None, scale: str = "per_map",
+                 max_bytes_per_epoch: int | None = DEFAULT_MAX_BYTES_PER_EPOCH) -> None:
         if scale not in SCALES:
             raise ValueError(f"unknown scale {scale!r}; choices: {list(SCALES)}")
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
                          strict=strict, class_names=class_names, targets=targets, seed=seed,
-                         output=output)
+                         output=output,
+                         max_bytes_per_epoch=max_bytes_per_epoch)
         if colormap is None:  # the technique's colormap, the same in the report (render/)
             colormap = render.technique_colormap(self.technique)
         render.colormap_lut(colormap)  # ValueError for a name that is not a colormap
@@ -272,7 +280,7 @@ class AttributionCallback(ExplanationCallback):
         captions = self.captions(payload["probs"])
         for view in self.views:
             picture = self._picture(view, payload["maps"][view.map_index], captions)
-            self.write_image(view.tag, picture, step)
+            self.write_image(view.tag, picture, step, photo=view.kind == "image")
         scalars = dict(payload["scalars"])
         base = self.tag_base
         if "deletion_auc" in scalars or "insertion_auc" in scalars:

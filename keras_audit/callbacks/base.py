@@ -15,7 +15,8 @@ A subclass fills in three hooks and inherits the rest::
             self.write_image(f"mine/{name}", picture, step)
 
 The training thread only runs the compiled computations and copies their results to NumPy;
-drawing, PNG encoding and writing run on the session's background worker
+drawing, encoding (PNG, or JPEG where smaller, within ``max_bytes_per_epoch``) and writing run
+on the session's background worker
 (``keras_audit.callbacks.session``), which ``on_train_end`` drains before it flushes and closes
 the writers. Batch hooks are never overridden: Keras never stops for these callbacks between
 batches (and keeps asynchronous dispatch where its backend has it).
@@ -23,6 +24,7 @@ batches (and keeps asynchronous dispatch where its backend has it).
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,7 @@ import numpy as np
 
 from keras_audit import render
 from keras_audit._checks import positive_int
+from keras_audit.callbacks.budget import DEFAULT_MAX_BYTES_PER_EPOCH, Picture, encode_epoch
 from keras_audit.callbacks.distribute import ensure_built, is_chief, warm_up_allowed
 from keras_audit.callbacks.predictions import predicted_classes
 from keras_audit.callbacks.samples import Samples, balanced_order, select_samples
@@ -52,9 +55,13 @@ CARD_WIDTH = 335
 CARD_FONT = 13
 
 __all__ = [  # the names this module has always offered (several now live next to it)
-    "CARD_FONT", "CARD_WIDTH", "MIN_TILE", "ExplanationCallback", "ExplanationLoggingWarning", "NothingToExplain",
+    "CARD_FONT", "CARD_WIDTH", "DEFAULT_MAX_BYTES_PER_EPOCH", "MIN_TILE", "ExplanationCallback",
+    "ExplanationLoggingWarning", "NothingToExplain",
     "Samples", "balanced_order", "ensure_built", "is_chief", "png_fast", "select_samples",
 ]
+
+
+_log = logging.getLogger(__name__)
 
 
 class ExplanationLoggingWarning(RuntimeWarning):
@@ -112,6 +119,13 @@ class ExplanationCallback(keras.callbacks.Callback):
         output: for a model with several outputs, the one explained and captioned (index or
             name); ``None``: the first. Its labels (``y`` as Keras takes them: a dict by output
             name or a list in output order) balance the samples.
+        max_bytes_per_epoch: the size budget of this callback's pictures per logged epoch, in
+            encoded bytes (default 200 KB; ``None``: no budget). Pictures are PNG, or JPEG
+            (quality 85, no chroma subsampling) where that is smaller for photo-like ones. An
+            epoch over the budget is encoded again at a lower JPEG quality (75, 60, 45), then
+            at 3/4 and 1/2 of the size, until it fits; if even that does not, it is written
+            anyway and one warning is logged (``logging``, naming the technique and the
+            size). No picture is ever dropped.
 
     Attributes:
         samples: the chosen ``Samples`` (after ``on_train_begin``).
@@ -120,6 +134,7 @@ class ExplanationCallback(keras.callbacks.Callback):
         write_seconds: worker CPU time (drawing, encoding, writing) of each logged epoch (CPU,
             not wall time: the worker runs at a lower priority and waits for training).
         failures: the logging failures seen (``strict=False``).
+        picture_bytes: ``{epoch: encoded bytes}`` of the pictures written per logged epoch.
 
     Raises:
         ValueError: on construction for bad arguments; in ``on_train_begin`` (before the first
@@ -138,7 +153,8 @@ class ExplanationCallback(keras.callbacks.Callback):
                  num_samples: int = 16, freq: int = 1, strict: bool = False,
                  class_names: list[str] | None = None,
                  targets: int | str | None = None, seed: int = 0,
-                 output: int | str | None = None) -> None:
+                 output: int | str | None = None,
+                 max_bytes_per_epoch: int | None = DEFAULT_MAX_BYTES_PER_EPOCH) -> None:
         super().__init__()
         if self.needs_data and validation_data is None:
             raise ValueError(f"{type(self).__name__} needs validation_data: (x, y), x alone, "
@@ -147,6 +163,8 @@ class ExplanationCallback(keras.callbacks.Callback):
             raise ValueError(f"log_dir must be a path; got {log_dir!r}")
         positive_int(num_samples, "num_samples")
         positive_int(freq, "freq")
+        if max_bytes_per_epoch is not None:
+            positive_int(max_bytes_per_epoch, "max_bytes_per_epoch")
         if targets is not None and not (
             targets in ("true", "predicted")
             or (isinstance(targets, int | np.integer) and not isinstance(targets, bool)
@@ -174,6 +192,11 @@ class ExplanationCallback(keras.callbacks.Callback):
         self.epoch_end_seconds: list[float] = []
         self.write_seconds: list[float] = []
         self.failures: list[BaseException] = []
+        self.max_bytes_per_epoch = None if max_bytes_per_epoch is None \
+            else int(max_bytes_per_epoch)
+        self.picture_bytes: dict[int, int] = {}
+        self._pictures: list[Picture] | None = None  # collected during _write, then encoded
+        self._over_budget_warned = False
         self._session: Session | None = None
         self._shared = False  # True: a bundle owns the session and closes it
         self._chief = True
@@ -210,6 +233,8 @@ class ExplanationCallback(keras.callbacks.Callback):
         self._chief = is_chief(self.model)
         self.logged_epochs, self.epoch_end_seconds, self.write_seconds = [], [], []
         self.failures = []
+        self.picture_bytes = {}
+        self._over_budget_warned = False
         self._last_epoch = None
         self._attempted = set()
         self._deferred = not ensure_built(self.model, self.validation_data)
@@ -274,7 +299,12 @@ class ExplanationCallback(keras.callbacks.Callback):
                 if self.charts:  # the Custom Scalars layout, before the scalars it draws
                     self._session.write_layout(self.log_dir, LAYOUTS.layout(self.log_dir),
                                                epoch)
-                self._write(payload, epoch)
+                self._pictures = []
+                try:
+                    self._write(payload, epoch)
+                finally:  # the pictures drawn before a failure are written too
+                    pictures, self._pictures = self._pictures, None
+                    self._write_pictures(pictures, epoch)
                 self._session.flush(self.log_dir)  # visible in TensorBoard while training
             finally:
                 self.write_seconds.append(time.thread_time() - t)
@@ -309,9 +339,43 @@ class ExplanationCallback(keras.callbacks.Callback):
         )
 
     # -- helpers for subclasses ----------------------------------------------------------------------
-    def write_image(self, tag: str, image: np.ndarray, step: int) -> None:
-        """Write one uint8 ``(H, W, 3)`` picture under ``tag`` at ``step`` (worker thread)."""
-        self._session.write_image(self.log_dir, tag, image, step)
+    def write_image(self, tag: str, image: np.ndarray, step: int, photo: bool = False) -> None:
+        """Write one uint8 ``(H, W, 3)`` picture under ``tag`` at ``step`` (worker thread).
+
+        Inside ``_write`` the pictures are collected and encoded together when it returns,
+        within ``max_bytes_per_epoch``; elsewhere the picture is encoded and written now.
+
+        Args:
+            tag: the picture's tag.
+            image: the picture.
+            step: the epoch.
+            photo: photo-like content (inputs, heatmap overlays, activation maps): JPEG when
+                that is smaller than the PNG. ``False`` (flat graphics): PNG, exact, unless
+                the budget forces JPEG.
+        """
+        picture = Picture(tag, np.asarray(image, np.uint8), bool(photo))
+        if self._pictures is not None:
+            self._pictures.append(picture)
+        else:
+            self._write_pictures([picture], step)
+
+    def _write_pictures(self, pictures: list[Picture], step: int) -> None:
+        if not pictures:
+            return
+        done = encode_epoch(pictures, self.max_bytes_per_epoch)
+        for e in done.pictures:
+            self._session.write_encoded(self.log_dir, e.tag, e.data, e.width, e.height, step)
+        self.picture_bytes[step] = self.picture_bytes.get(step, 0) + done.nbytes
+        if not done.fits and not self._over_budget_warned:
+            self._over_budget_warned = True
+            quality, scale = done.step
+            _log.warning(
+                "%s (%s): the pictures of epoch %d take %d bytes, over max_bytes_per_epoch="
+                "%d even as JPEG quality %d at %g of their size; they are written anyway. "
+                "Show fewer samples or channels, or raise max_bytes_per_epoch (None: no "
+                "budget). Not repeated for this run.",
+                type(self).__name__, self.technique, step, done.nbytes,
+                self.max_bytes_per_epoch, quality, scale)
 
     def write_scalar(self, tag: str, value: float, step: int,
                      description: str | None = None) -> None:

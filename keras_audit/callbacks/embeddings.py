@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_audit import render
-from keras_audit.callbacks.base import ExplanationCallback
+from keras_audit.callbacks.base import DEFAULT_MAX_BYTES_PER_EPOCH, ExplanationCallback
 from keras_audit.callbacks.layers import model_layers, output_width
 from keras_audit.callbacks.predictions import predicted_classes
 from keras_audit.explain import Activations, LayerInfo, resolve_layer
@@ -207,6 +207,8 @@ class EmbeddingCallback(ExplanationCallback):
         strict: ``False`` turns a logging failure into one warning; ``True`` raises.
         class_names: names for the class ids in ``metadata.tsv`` and the scatter's legend.
         seed: seeds the choice of samples.
+        max_bytes_per_epoch: the size budget of the pictures per logged epoch (default
+            200 KB; ``None``: none), as ``ExplanationCallback`` describes.
 
     Example:
         ```python
@@ -224,9 +226,11 @@ class EmbeddingCallback(ExplanationCallback):
 
     def __init__(self, validation_data: ValidationData, log_dir: str, layer: str | None = None,
                  num_samples: int = 500, freq: int = 1, strict: bool = False,
-                 class_names: list[str] | None = None, seed: int = 0) -> None:
+                 class_names: list[str] | None = None, seed: int = 0,
+                 max_bytes_per_epoch: int | None = DEFAULT_MAX_BYTES_PER_EPOCH) -> None:
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
-                         strict=strict, class_names=class_names, seed=seed)
+                         strict=strict, class_names=class_names, seed=seed,
+                         max_bytes_per_epoch=max_bytes_per_epoch)
         if layer is not None and not isinstance(layer, str):
             raise ValueError(f"layer must be a layer name (str) or None; got {layer!r}")
         self.layer = layer

@@ -12,7 +12,12 @@ import tensorflow as tf
 
 from keras_audit import render
 from keras_audit._checks import positive_int
-from keras_audit.callbacks.base import MIN_TILE, ExplanationCallback, NothingToExplain
+from keras_audit.callbacks.base import (
+    DEFAULT_MAX_BYTES_PER_EPOCH,
+    MIN_TILE,
+    ExplanationCallback,
+    NothingToExplain,
+)
 from keras_audit.callbacks.predictions import predicted_classes
 from keras_audit.callbacks.samples import (
     DATASET_SCAN,
@@ -116,6 +121,8 @@ class EvaluationCallback(ExplanationCallback):
         seed: seeds the choice of the fixed samples.
         output: for a model with several outputs, the one evaluated (index or name).
         max_samples: the most elements read from a ``tf.data.Dataset``.
+        max_bytes_per_epoch: the size budget of the pictures per logged epoch (default
+            200 KB; ``None``: none), as ``ExplanationCallback`` describes.
 
     Example:
         ```python
@@ -135,7 +142,8 @@ class EvaluationCallback(ExplanationCallback):
                  class_names: list[str] | dict[int, str] | None = None, freq: int = 1,
                  mistakes: int = 16, predictions: int = 32, pr_curves: bool = True,
                  histograms: bool = False, strict: bool = False, seed: int = 0,
-                 output: int | str | None = None, max_samples: int = 10_000) -> None:
+                 output: int | str | None = None, max_samples: int = 10_000,
+                 max_bytes_per_epoch: int | None = DEFAULT_MAX_BYTES_PER_EPOCH) -> None:
         if isinstance(mistakes, bool) or not isinstance(mistakes, int | np.integer) \
                 or mistakes < 0:
             raise ValueError(f"mistakes must be an integer >= 0; got {mistakes!r}")
@@ -145,7 +153,8 @@ class EvaluationCallback(ExplanationCallback):
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be True or False; got {value!r}")
         super().__init__(validation_data, log_dir, num_samples=predictions, freq=freq,
-                         strict=strict, class_names=class_names, seed=seed, output=output)
+                         strict=strict, class_names=class_names, seed=seed, output=output,
+                         max_bytes_per_epoch=max_bytes_per_epoch)
         self.mistakes = int(mistakes)
         self.predictions_shown = int(predictions)
         self.pr_curves = pr_curves
@@ -350,7 +359,7 @@ class EvaluationCallback(ExplanationCallback):
             else:
                 picture = render.image_grid(images, captions=texts, min_tile=MIN_TILE,
                                             title="most confident mistakes")
-        self.write_image("evaluation/mistakes", picture, step)
+        self.write_image("evaluation/mistakes", picture, step, photo=True)
 
     def _predictions_table(self, payload: dict) -> str:
         fixed, prev = payload["fixed"], payload["prev"]

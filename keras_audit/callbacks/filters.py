@@ -14,7 +14,12 @@ import numpy as np
 
 from keras_audit import render
 from keras_audit._checks import positive_int
-from keras_audit.callbacks.base import MIN_TILE, ExplanationCallback, NothingToExplain
+from keras_audit.callbacks.base import (
+    DEFAULT_MAX_BYTES_PER_EPOCH,
+    MIN_TILE,
+    ExplanationCallback,
+    NothingToExplain,
+)
 from keras_audit.callbacks.layers import DEFAULT_LAYERS, is_conv2d, spread
 from keras_audit.callbacks.samples import select_samples
 from keras_audit.explain import Activations, resolve_layer
@@ -178,6 +183,8 @@ class FilterCallback(ExplanationCallback):
             ``examples`` (the images searched), ignored by the other modes.
         num_images: validation images searched (``examples``), chosen once, class-balanced.
         num_examples: images shown per filter (``examples``).
+        max_bytes_per_epoch: the size budget of the pictures per logged epoch (default
+            200 KB; ``None``: none), as ``ExplanationCallback`` describes.
 
     Example:
         ```python
@@ -205,7 +212,8 @@ class FilterCallback(ExplanationCallback):
                  strict: bool = False, steps: int = 20, learning_rate: float = 0.05,
                  input_range: tuple[float, float] = (0.0, 1.0), seed: int = 0,
                  validation_data: ValidationData | None = None, num_images: int = 256,
-                 num_examples: int = 4) -> None:
+                 num_examples: int = 4,
+                 max_bytes_per_epoch: int | None = DEFAULT_MAX_BYTES_PER_EPOCH) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choices: {list(MODES)}")
         if mode == "examples" and validation_data is None:
@@ -232,7 +240,8 @@ class FilterCallback(ExplanationCallback):
         # needs_data stays False: the images are read in _setup, not shared with a bundle's
         # samples (hundreds of them would enlarge every member's selection)
         super().__init__(validation_data if mode == "examples" else None, log_dir,
-                         num_samples=1, freq=freq, strict=strict, seed=seed)
+                         num_samples=1, freq=freq, strict=strict, seed=seed,
+                         max_bytes_per_epoch=max_bytes_per_epoch)
         self.num_images = int(num_images)
         self.num_examples = int(num_examples)
         self.reader: Activations | None = None
@@ -346,12 +355,12 @@ class FilterCallback(ExplanationCallback):
                         labels.append(f"f{f}: {score:.3g}" if rank else f"filter {f}: {score:.3g}")
                 picture = render.image_grid(np.stack(tiles), captions=labels,
                                             ncols=order.shape[1], min_tile=MIN_TILE)
-                self.write_image(f"filters/{path}", picture, step)
+                self.write_image(f"filters/{path}", picture, step, photo=True)
         else:
             for path, images in payload["images"].items():
                 labels = [f"filter {f}" for f in self.filter_ids[path]]
                 picture = render.image_grid(images, captions=labels, min_tile=MIN_TILE)
-                self.write_image(f"filters/{path}", picture, step)
+                self.write_image(f"filters/{path}", picture, step, photo=True)
 
     def trace_counts(self) -> dict[str, int]:
         """Tracings of the compiled gradient-ascent loop (``maximize``; one in all) or of the

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from keras_audit._checks import positive_int
 from keras_audit.callbacks.attribution import AttributionCallback
-from keras_audit.callbacks.base import NothingToExplain
+from keras_audit.callbacks.base import DEFAULT_MAX_BYTES_PER_EPOCH, NothingToExplain
 from keras_audit.callbacks.methods import CAM_METHODS
 from keras_audit.callbacks.scalars import LAYOUTS
 from keras_audit.explain import spearman_per_sample
@@ -138,6 +138,8 @@ class GradCAMCallback(AttributionCallback):
             ``gaussian_noise`` at severity 1; a number in (0, 1]: that std instead. The noise
             is drawn once (seeded by ``seed``) and costs one more CAM pass per logged epoch.
             Needs a model whose one input is an image ``(H, W, C)``.
+        max_bytes_per_epoch: the size budget of the pictures per logged epoch (default
+            200 KB; ``None``: none), as ``ExplanationCallback`` describes.
 
     Attributes:
         metric_seconds: per logged epoch, the part of ``epoch_end_seconds`` spent on the AUCs.
@@ -167,7 +169,8 @@ class GradCAMCallback(AttributionCallback):
                  colormap: str | None = None, alpha: float = 0.5, seed: int = 0,
                  vocabulary: Sequence[str] | Mapping | None = None,
                  output: int | str | None = None, robustness: bool | float = False,
-                 scale: str = "per_map") -> None:
+                 scale: str = "per_map",
+                 max_bytes_per_epoch: int | None = DEFAULT_MAX_BYTES_PER_EPOCH) -> None:
         if not (isinstance(robustness, bool) or (isinstance(robustness, int | float)
                                                  and 0.0 < float(robustness) <= 1.0)):
             raise ValueError(f"robustness must be True, False or a noise std in (0, 1] (a "
@@ -182,7 +185,8 @@ class GradCAMCallback(AttributionCallback):
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
                          targets=targets, strict=strict, class_names=class_names,
                          colormap=colormap, alpha=alpha, seed=seed, vocabulary=vocabulary,
-                         output=output, scale=scale)
+                         output=output, scale=scale,
+                         max_bytes_per_epoch=max_bytes_per_epoch)
         if metrics is not None and not isinstance(metrics, bool):
             raise ValueError(f"metrics must be None, True or False; got {metrics!r}")
         self.layer = layer

@@ -6,6 +6,7 @@ import inspect
 from typing import TYPE_CHECKING
 
 from keras_audit.callbacks.attribution import AttributionCallback
+from keras_audit.callbacks.base import DEFAULT_MAX_BYTES_PER_EPOCH
 from keras_audit.callbacks.methods import SALIENCY_METHODS
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class SaliencyCallback(AttributionCallback):
         method_options: keyword arguments for the explainer, e.g. ``{"num_samples": 8}`` for
             SmoothGrad or ``{"steps": 16}`` for Integrated Gradients (each costs that many
             gradient passes per sample per logged epoch).
+        max_bytes_per_epoch: the size budget of the pictures per logged epoch (default
+            200 KB; ``None``: none), as ``ExplanationCallback`` describes.
 
     Example:
         ```python
@@ -61,7 +64,8 @@ class SaliencyCallback(AttributionCallback):
                  method_options: dict | None = None, colormap: str | None = None,
                  alpha: float = 0.6, seed: int = 0,
                  vocabulary: Sequence[str] | Mapping | None = None,
-                 output: int | str | None = None, scale: str = "per_map") -> None:
+                 output: int | str | None = None, scale: str = "per_map",
+                 max_bytes_per_epoch: int | None = DEFAULT_MAX_BYTES_PER_EPOCH) -> None:
         if not isinstance(method, str) or method not in SALIENCY_METHODS:  # a list: AuditCallback
             raise ValueError(f"unknown method {method!r}; choices: {sorted(SALIENCY_METHODS)} (one name; "
                              "AuditCallback's options take a list)")
@@ -74,7 +78,8 @@ class SaliencyCallback(AttributionCallback):
         super().__init__(validation_data, log_dir, num_samples=num_samples, freq=freq,
                          targets=targets, strict=strict, class_names=class_names,
                          colormap=colormap, alpha=alpha, seed=seed, vocabulary=vocabulary,
-                         output=output, scale=scale)
+                         output=output, scale=scale,
+                         max_bytes_per_epoch=max_bytes_per_epoch)
         self.method = method
         self.method_options = options
 

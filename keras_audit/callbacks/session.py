@@ -289,8 +289,14 @@ class Session:
         The same record as ``tf.summary.image`` (a PNG and its size), encoded by ``png_fast``.
         """
         image = np.asarray(image, np.uint8)
-        data = png_fast(image)
-        self._writer(log_dir).image(tag, data, image.shape[1], image.shape[0], step)
+        self.write_encoded(log_dir, tag, png_fast(image), image.shape[1], image.shape[0], step)
+
+    def write_encoded(self, log_dir: str, tag: str, data: bytes, width: int, height: int,
+                      step: int) -> None:
+        """Write one encoded picture (PNG or JPEG bytes, ``width`` x ``height`` pixels) under
+        ``tag`` at ``step``: the record ``tf.summary.image`` writes. TensorBoard's Images
+        dashboard serves any encoded picture with the MIME type it detects in the bytes."""
+        self._writer(log_dir).image(tag, data, int(width), int(height), step)
 
     def write_scalar(self, log_dir: str, tag: str, value: float, step: int,
                      description: str | None = None) -> None:

@@ -1,0 +1,105 @@
+"""A size budget for one technique's pictures of one logged epoch.
+
+A callback's pictures of a logged epoch are encoded together: flat graphics as PNG, photo-like
+ones as the smaller of PNG and JPEG (``render.png``, ``render.encode``). When they add up to more than the
+budget, every picture of that epoch is encoded again one step further down ``DEGRADATION``
+(lower JPEG quality, then smaller pictures; flat ones may then become JPEG too), until they
+fit. When even the last step does not fit, its encoding is written anyway: no technique and no
+picture is ever dropped, and the callback logs one warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from keras_audit.render.encode import JPEG_QUALITY, downscale, jpeg_bytes
+from keras_audit.render.png import png_fast
+
+#: the default budget: encoded bytes of one technique's pictures per logged epoch
+DEFAULT_MAX_BYTES_PER_EPOCH = 200_000
+#: the steps tried in order while a technique's epoch is over its budget: (JPEG quality, scale)
+DEGRADATION: tuple[tuple[int, float], ...] = (
+    (75, 1.0), (60, 1.0), (45, 1.0), (60, 0.75), (45, 0.75), (60, 0.5), (45, 0.5))
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One picture waiting to be encoded: its tag, uint8 ``(H, W, 3)`` array and kind."""
+
+    tag: str
+    image: np.ndarray
+    photo: bool
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One encoded picture: its tag, the file's bytes and format, its size in pixels."""
+
+    tag: str
+    data: bytes
+    format: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class EncodedEpoch:
+    """A technique's pictures of one epoch as written.
+
+    Attributes:
+        pictures: the encoded pictures, in the order they were drawn.
+        nbytes: their encoded bytes in all.
+        step: ``None`` when the default encoding fit, else the ``DEGRADATION`` step used.
+        fits: whether ``nbytes`` is within the budget.
+    """
+
+    pictures: list[Encoded]
+    nbytes: int
+    step: tuple[int, float] | None
+    fits: bool
+
+
+def _encode(pictures: list[Picture], quality: int, scale: float, degraded: bool,
+            png: dict) -> list[Encoded]:
+    """Every picture at ``scale``: photo-like ones (all when ``degraded``) as the smaller of PNG
+    and JPEG at ``quality``, flat ones as PNG. ``png`` caches the PNG per (picture, scale),
+    which no quality changes."""
+    out = []
+    for i, p in enumerate(pictures):
+        if (i, scale) not in png:
+            image = downscale(p.image, scale)
+            png[(i, scale)] = (image, png_fast(image))
+        image, data = png[(i, scale)]
+        fmt = "png"
+        if p.photo or degraded:
+            jpeg = jpeg_bytes(image, quality)
+            if len(jpeg) < len(data):
+                data, fmt = jpeg, "jpeg"
+        out.append(Encoded(p.tag, data, fmt, int(image.shape[1]), int(image.shape[0])))
+    return out
+
+
+def encode_epoch(pictures: list[Picture], max_bytes: int | None) -> EncodedEpoch:
+    """Encode one technique's pictures of one epoch within ``max_bytes`` if it can be done.
+
+    Args:
+        pictures: the pictures drawn for the epoch.
+        max_bytes: the budget in encoded bytes; ``None``: no budget (the default encoding).
+
+    Returns:
+        The ``EncodedEpoch``: the default encoding when it fits, else the first step of
+        ``DEGRADATION`` that fits, else the last step (``fits`` is then ``False``).
+    """
+    png: dict = {}
+    encoded = _encode(pictures, JPEG_QUALITY, 1.0, False, png)
+    total = sum(len(e.data) for e in encoded)
+    if max_bytes is None or total <= max_bytes:
+        return EncodedEpoch(encoded, total, None, True)
+    for quality, scale in DEGRADATION:
+        encoded = _encode(pictures, quality, scale, True, png)
+        total = sum(len(e.data) for e in encoded)
+        if total <= max_bytes:
+            return EncodedEpoch(encoded, total, (quality, scale), True)
+    return EncodedEpoch(encoded, total, DEGRADATION[-1], False)
