@@ -111,7 +111,13 @@ def test_across_epochs_scales_by_each_samples_running_peak(run):
                   .shape[1] - 4 - 3 * 4) // 2
         left = 4 + (cell_w - (2 * side + 2)) // 2 + side + 2
         logged = picture[4:4 + side:k, left:left + side:k].astype(int)
-        assert np.abs(logged - blended[0].astype(int)).max() <= 1, epoch
+        # photo-like pictures may be stored as JPEG (quality 85): a small, bounded error
+        err = np.abs(logged - blended[0].astype(int))
+        assert err.mean() <= 3 and np.percentile(err, 99) <= 40, (epoch, err.mean())
+        own = np.clip(raw[epoch] / raw[epoch].reshape(N, -1).max(1)[:, None, None], 0, 1)
+        if not np.allclose(own[0], maps[0]):  # the running peak differs from its own peak
+            per_map = render.overlay(cam.samples.x[:1], own[:1], alpha=cam.alpha, cmap="jet")
+            assert err.mean() < np.abs(logged - per_map[0].astype(int)).mean(), epoch
     # the epoch-0 maps were drawn against a peak the later epoch raised: they look weaker
     assert (peak > raw[0].reshape(N, -1).max(1)).any()
 
