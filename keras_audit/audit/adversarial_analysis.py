@@ -12,13 +12,18 @@ is a fraction of that range. PGD (Madry et al. 2018) starts at a random point of
 epsilon-ball and takes ``steps`` signed-gradient steps of ``step_size`` (epsilon / 4 by
 default), projecting back after each. A sample counts as broken when any PGD iterate is
 misclassified, the usual way of reporting PGD, so more steps never report a stronger model.
-Everything runs in one ``tf.function`` per attack, traced once (epsilon is a tensor).
+Everything runs in one ``tf.function`` per attack, traced once (epsilon is a tensor), and the
+compiled attacks of the last few models are kept (``_compiled``): calling ``adversarial`` again
+on the same model, as a sweep over settings or a report after a notebook run does, traces
+nothing.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import keras
@@ -81,6 +86,27 @@ def epsilon_key(eps: float) -> str:
     if abs(k - round(k)) < 1e-6:
         return f"{round(k)}/255"
     return f"{eps:.6g}".replace(".", "_")
+
+#: compiled attacks and forward passes of the last models attacked (see ``_compiled``)
+_CACHE: OrderedDict = OrderedDict()
+#: how many (model, settings) entries ``_CACHE`` keeps; each holds its model alive
+CACHE_SIZE = 4
+
+
+def _compiled(model: keras.Model, key: tuple, build: Callable[[], object]) -> object:
+    """The object ``build()`` made for ``model`` and ``key`` (an attack, a forward pass), kept
+    for the ``CACHE_SIZE`` most recent entries: a repeated call reuses its trace. An entry whose
+    model has gone (its id reused) is rebuilt."""
+    full = (id(model), *key)
+    hit = _CACHE.get(full)
+    if hit is not None and hit[0]() is model:
+        _CACHE.move_to_end(full)
+        return hit[1]
+    value = build()
+    _CACHE[full] = (weakref.ref(model), value)
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return value
 
 
 class _Attack:
@@ -181,14 +207,19 @@ class _Setup:
         self.x = x.astype(np.float32, copy=False)  # never written to
         y = as_label_array(y, len(x))
         if forward is None:
-            forward = CompiledForward(model, batch_size=self.batch_size)
+            bs = self.batch_size
+            forward = _compiled(model, ("forward", bs),
+                                lambda: CompiledForward(model, batch_size=bs))
         elif not isinstance(forward, CompiledForward) or forward.model is not model:
             raise ValueError("forward must be a CompiledForward built on this same model")
         self.forward = forward
         self.spec = label_spec(y, forward(self.x[:1]).shape[1:])
         self.y = self.spec.y_true.astype(np.float32)
-        self.attack = _Attack(model, self.spec.task, self.lo, self.hi, self.x.shape[1:],
-                              self.y.shape[1:])
+        lo, hi = np.asarray(self.lo, np.float32), np.asarray(self.hi, np.float32)
+        shapes = (tuple(self.x.shape[1:]), tuple(self.y.shape[1:]))
+        self.attack = _compiled(
+            model, ("attack", self.spec.task, lo.shape, lo.tobytes(), hi.tobytes(), shapes),
+            lambda: _Attack(model, self.spec.task, lo, hi, *shapes))
 
     def run(self, name: str, eps: float) -> np.ndarray:
         """The adversarial examples of attack ``name`` at ``eps`` (a fraction of the range)."""

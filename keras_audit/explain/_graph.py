@@ -79,9 +79,12 @@ class GraphTap:
     a model with several inputs. ``replace`` maps a path to a function of that layer's output
     whose result is used downstream instead (to watch it on a tape, or to feed interpolated
     embeddings); a mask Keras attached to the output is carried over. With ``linear=True`` the final softmax/sigmoid of each output is
-    left out, so the outputs are logits. The model is never modified: the activation of a
-    ``Dense(..., activation="softmax")`` head is skipped by calling the layer with its activation
-    swapped for the identity only for the duration of that call (inside tracing), then restored.
+    left out, so the outputs are logits. The model is never modified, not even for a moment:
+    a ``Dense(..., activation="softmax")`` head is called through its linear twin, a second
+    Python object sharing the layer's state (the same variables, the same config) whose
+    activation is the identity. (An earlier version swapped the layer's own activation for the
+    duration of the call; a model traced or called on another thread meanwhile, such as
+    ``fit()``'s train step while the callbacks trace on their worker, would have seen it.)
     """
 
     def __init__(self, model: keras.Model) -> None:
@@ -94,6 +97,19 @@ class GraphTap:
         self.kind = _kind(model)
         self.head_activations: list[str | None] = []
         self._replace: dict = {}
+        self._twins: dict[int, keras.layers.Layer] = {}
+
+    def _linear_twin(self, layer: keras.layers.Layer) -> keras.layers.Layer:
+        """``layer`` with the identity as its activation: a shallow copy of its attributes
+        (``copy.copy`` would save and reload it, making new variables), so it computes with the
+        layer's own variables; the layer itself is untouched."""
+        twin = self._twins.get(id(layer))
+        if twin is None:
+            twin = object.__new__(type(layer))
+            twin.__dict__.update(layer.__dict__)
+            object.__setattr__(twin, "activation", keras.activations.linear)
+            self._twins[id(layer)] = twin
+        return twin
 
     # -- layer listing ----------------------------------------------------------------------
     def layers(self) -> list[tuple[str, keras.layers.Layer]]:
@@ -181,12 +197,7 @@ class GraphTap:
             ):
                 out = args[0]  # a standalone softmax/sigmoid layer: its input is the logits
             else:
-                original = layer.activation
-                layer.activation = keras.activations.linear
-                try:
-                    out = _call_layer(layer, args, kwargs, training)
-                finally:
-                    layer.activation = original
+                out = _call_layer(self._linear_twin(layer), args, kwargs, training)
         else:
             out = _call_layer(layer, args, kwargs, training)
         if path in self._replace:
