@@ -209,7 +209,7 @@ class AuditCallback(keras.callbacks.Callback):
         if not self._active:
             raise ValueError("AuditCallback: none of the default techniques applies to model "
                              f"{self.model.name!r}: {self.skipped}")
-        self.session.start_warm()  # every member's tracing, on the worker, during epoch 0
+        self.session.start_warm(self.model)  # every member's tracing, on the worker, during epoch 0
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Forwarded to every member."""

@@ -248,7 +248,7 @@ class ExplanationCallback(keras.callbacks.Callback):
         if self._chief and self.should_log(0) and warm_up_allowed(self.model):
             self._session.warm(self._warm)
             if not self._shared:  # AuditCallback starts them once all its members are set up
-                self._session.start_warm()
+                self._session.start_warm(self.model)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Log on scheduled epochs (chief only): compiled work here, drawing on the worker."""

@@ -26,6 +26,8 @@ from keras_audit.callbacks.samples import Samples, select_samples
 from keras_audit.explain import LayerInfo, model_inputs, select_output
 from keras_audit.render.png import png_fast
 
+#: how often the warm-ups look whether fit() has finished its first training step (seconds)
+WARM_POLL_SECONDS = 0.05
 #: logged epochs whose drawing may be queued before the training thread waits for the worker
 MAX_PENDING = 2
 
@@ -132,6 +134,7 @@ class Session:
         self._layers: tuple[keras.Model, list[LayerInfo]] | None = None
         self._warming: list[concurrent.futures.Future] = []
         self._to_warm: list[Callable[[], None]] = []
+        self._cancel_warm = threading.Event()
         self._shared: dict[tuple, Any] = {}
 
     # -- samples and predictions (training thread) ----------------------------------------------
@@ -231,15 +234,45 @@ class Session:
         with self._lock:
             self._to_warm.append(run)
 
-    def start_warm(self) -> None:
-        """Start the queued ``warm`` tasks on the worker (training thread, ``on_train_begin``)."""
+    def start_warm(self, model: keras.Model | None = None) -> None:
+        """Start the queued ``warm`` tasks on the worker (training thread, ``on_train_begin``).
+
+        They first wait for ``model``'s optimizer to count one training step: ``fit()`` traces
+        its train step in its first batch, and two threads tracing at once only take turns at
+        the interpreter, while training after that is compiled code that leaves it free. (No
+        batch hook is used for this: overriding one would stop Keras's asynchronous dispatch.)
+        A model without an optimizer starts them at once.
+        """
         with self._lock:
             tasks, self._to_warm = self._to_warm, []
-            if tasks and self._executor is None:
+            if not tasks:
+                return
+            if self._executor is None:
                 self._executor = concurrent.futures.ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix="keras_audit_callbacks",
                     initializer=_lower_priority)
-            self._warming.extend(self._executor.submit(t) for t in tasks)
+            cancel = self._cancel_warm = threading.Event()
+        step = getattr(getattr(model, "optimizer", None), "iterations", None)
+        try:
+            first = None if step is None else int(step.numpy())
+        except Exception:  # noqa: BLE001 - an unreadable counter: do not wait for it
+            first = None
+
+        def run_all() -> None:
+            while first is not None and not cancel.is_set():
+                try:
+                    if int(step.numpy()) != first:
+                        break
+                except Exception:  # noqa: BLE001 - the counter cannot be read: go ahead
+                    break
+                cancel.wait(WARM_POLL_SECONDS)
+            for task in tasks:
+                if cancel.is_set():  # the first logged epoch came first: it traces itself
+                    return
+                task()
+
+        with self._lock:
+            self._warming.append(self._executor.submit(run_all))
 
     def shared(self, key: tuple, build: Callable[[], Any]) -> Any:
         """The object ``build()`` made for ``key`` in this session (built on first request):
@@ -256,8 +289,9 @@ class Session:
     def wait_warm(self) -> None:
         """Wait for every queued ``warm`` task (training thread, before the first logged
         epoch's compiled work)."""
-        with self._lock:
+        with self._lock:  # tasks not started yet are dropped: the real calls trace
             warming, self._warming, self._to_warm = self._warming, [], []
+            self._cancel_warm.set()
         for future in warming:
             future.result()
 
