@@ -1,6 +1,8 @@
 """Audits that do not fit in memory: peak RSS and the streamed pass's throughput.
 
-1. Peak RSS of an audit (performance + pruning) over 2,000 and over 20,000 images of
+1. Peak RSS of an audit (performance + pruning; with ``--robustness`` also the robustness
+   sweep, gaussian_noise and occlusion at severity 3, every level streamed) over 2,000 and
+   over 20,000 images of
    64x64x3 float32 read from ``.npz`` shards (1,000 images each, written by this script to a
    temporary folder), each audit in a fresh subprocess (``ru_maxrss``), with its wall time.
    The 20,000 images are 0.98 GB as one float32 array.
@@ -8,7 +10,7 @@
    of every sample) against ``model.predict`` over the same ``tf.data`` pipeline, as the
    median of interleaved repetitions.
 
-    .venv/bin/python benchmarks/bench_scale.py [--sizes 2000 20000] [--reps 5]
+    .venv/bin/python benchmarks/bench_scale.py [--sizes 2000 20000] [--reps 5] [--robustness]
 """
 
 from __future__ import annotations
@@ -37,16 +39,20 @@ from keras_audit import audit
 from keras_audit.audit import DataSource
 model = keras.saving.load_model(sys.argv[1])
 src = DataSource.from_path(sys.argv[2], batch_size=256)
+checks = ("performance", "pruning") + (("robustness",) if sys.argv[3] == "1" else ())
 t0 = time.perf_counter()
-report = audit.run(model, src, checks=("performance", "pruning"), out_dir=None,
+report = audit.run(model, src, checks=checks, out_dir=None,
                    options={"performance": {"n_bootstrap": 20, "latency_repeats": 2},
                             "pruning": {"sparsities": (0.0, 0.5, 0.9), "per_layer": False,
-                                        "drift": False}})
+                                        "drift": False},
+                            "robustness": {"corruptions": ("gaussian_noise", "occlusion"),
+                                           "severities": (3,)}})
 seconds = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 print(json.dumps({"peak_mb": peak, "seconds": seconds,
                   "n": report.content["performance"]["n_samples"],
-                  "accuracy": report.content["performance"]["accuracy"]}))
+                  "accuracy": report.content["performance"]["accuracy"],
+                  "robustness_n": report.content.get("robustness", {}).get("n_samples")}))
 """
 
 
@@ -77,9 +83,10 @@ def write_shards(folder: Path, n: int) -> str:
     return str(folder / "part-*.npz")
 
 
-def audit_rss(model_path: Path, pattern: str) -> dict:
+def audit_rss(model_path: Path, pattern: str, robust: bool = False) -> dict:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    res = subprocess.run([sys.executable, "-c", CHILD, str(model_path), pattern],
+    res = subprocess.run([sys.executable, "-c", CHILD, str(model_path), pattern,
+                          "1" if robust else "0"],
                          capture_output=True, text=True, env=env, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -116,7 +123,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--robustness", action="store_true",
+                        help="add the streamed robustness sweep to the audits")
     args = parser.parse_args()
+    what = "performance + pruning 0/0.5/0.9" + (
+        " + robustness 2 corruptions x severity 3" if args.robustness else "")
     model = build_model()
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         model_path = Path(tmp) / "model.keras"
@@ -124,10 +135,12 @@ def main() -> None:
         rows = []
         for n in args.sizes:
             pattern = write_shards(Path(tmp) / f"n{n}", n)
-            r = audit_rss(model_path, pattern)
+            r = audit_rss(model_path, pattern, args.robustness)
             array_mb = n * int(np.prod(SHAPE)) * 4 / 2**20
             rows.append((n, r, array_mb))
-            print(f"audit (performance + pruning 0/0.5/0.9) over {n:>6} images: peak RSS "
+            if args.robustness:
+                assert r["robustness_n"] == n, r  # every sample was corrupted
+            print(f"audit ({what}) over {n:>6} images: peak RSS "
                   f"{r['peak_mb']:7.0f} MB (as one float32 array the images alone are "
                   f"{array_mb:6.0f} MB), {r['seconds']:6.1f} s", flush=True)
         if len(rows) > 1:

@@ -95,7 +95,8 @@ class AuditContext:
         stream: for streamed data (a ``tf.data.Dataset`` or ``DataSource``), the
             ``streaming.StreamInfo``: ``x``, ``y`` and ``outputs`` then hold only the drawn
             samples (explained first, then the background), ``explain_idx`` indexes them, and
-            the sections that need every sample (performance, pruning) stream the data.
+            the sections that need every sample (performance, pruning,
+            robustness) stream the data.
     """
 
     model: keras.Model

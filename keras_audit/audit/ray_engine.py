@@ -3,9 +3,11 @@
 The driver reads the data's batches (as ``streaming.Stream`` does) and submits one Ray task
 per batch; each task runs the model on its batch and returns the outputs, which the driver
 takes back in submission order, so the per-sample outputs are merged in the data's order.
-Labels and group labels never leave the driver. Every pass over the data goes this way: the
-performance pass of the context and each pruning level (the pruned weights are shipped with
-the pass).
+Labels and group labels never leave the driver. Every forward pass of the model over the data
+goes this way: the performance pass of the context and each pruning level (the pruned
+weights are shipped with the pass). The robustness section's corruption passes (corruption
+and model compiled together) run in the driver process over the batches this stream reads,
+and the report's robustness section says so (``engine_note``).
 
 Each worker process loads the model once (from its ``.keras`` path when the worker can read
 it, else from the ``.keras`` bytes shipped once through Ray's object store) and keeps it in
@@ -164,6 +166,8 @@ class RayStream(Stream):
     Raises:
         AuditInputError: what ``Stream`` raises.
     """
+
+    engine = "ray"
 
     def __init__(self, data: Any, model: Any, cluster: RayCluster,
                  path: str | os.PathLike | None = None) -> None:

@@ -7,6 +7,12 @@ and costs about one forward pass per (corruption, severity) level. Explanation s
 Spearman rank correlation between the Grad-CAM map (saliency when the model has no layer with
 spatial axes) of each explained sample and of its corrupted copy, explaining the class
 predicted on the clean sample.
+
+Streamed data (``robustness(..., stream=)``, what the audit uses for a ``tf.data.Dataset``
+or a ``DataSource``) is measured on every sample: each level is one pass over the stream,
+re-chunked into the same ``batch_size`` rows as an array (so the same per-chunk seeds and
+the same numbers), with memory bounded by one chunk and the per-sample outputs; the
+explanation stability stays on the explained samples held in memory.
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ from keras_audit._checks import positive_int
 from keras_audit.audit._labels import as_label_array, label_spec
 from keras_audit.audit._scoring import OutputScorer
 from keras_audit.audit.corruptions import (
+    Corrupter,
     batch_seed,
     check_corruptions,
     check_range,
     check_severities,
     corrupter_for,
+    infer_range,
 )
 from keras_audit.explain.forward import CompiledForward, check_batch, select_output
 from keras_audit.render.figures import new_figure
@@ -92,15 +100,67 @@ class _Sweep:
         return self._fns[name]
 
     def __call__(self, x: np.ndarray, name: str, severity: int, seed: int):
+        """Outputs and distances on ``x``, chunked every ``batch_size`` rows."""
+        b = self.batch_size
+        return self.run(((i, x[i:i + b]) for i in range(0, len(x), b)), name, severity, seed)
+
+    def run(self, chunks, name: str, severity: int, seed: int):
+        """Outputs and distances over ``(start, x_chunk)`` pairs (arrays or ``Stream.chunks``):
+        chunk ``start`` draws its noise from ``batch_seed(seed, name, start)``, so the same
+        rows chunked the same way corrupt identically on both paths."""
         fn = self._fn(name)
         sev = tf.constant(severity, tf.int32)
         outs, dists = [], []
-        for i in range(0, len(x), self.batch_size):
-            out, dist = fn(tf.constant(x[i:i + self.batch_size]), sev,
-                           batch_seed(seed, name, i))
+        for start, xc in chunks:
+            out, dist = fn(tf.constant(np.asarray(xc, np.float32)), sev,
+                           batch_seed(seed, name, start))
             outs.append(out.numpy())
             dists.append(dist.numpy())
         return np.concatenate(outs), np.concatenate(dists)
+
+
+def streamed_corrupter(stream, kind: str, sample_shape: tuple,
+                       value_range: tuple[float, float] | None = None) -> Corrupter:
+    """A ``Corrupter`` for every sample of ``stream``, from one read pass (no model).
+
+    Images: ``value_range``, else the range ``infer_range`` gives for the streamed minimum and
+    maximum (``(0, 255)`` for integer data). Tables and sequences: each feature's mean and
+    standard deviation over every streamed sample (merged batch by batch in float64, Chan et
+    al.'s parallel update), what ``corrupter_for`` computes on the concatenated arrays.
+
+    Raises:
+        ValueError: the data yields no samples, or NaN/infinite image values.
+    """
+    if kind == "image" and value_range is not None:
+        return Corrupter(kind, sample_shape, check_range(value_range, None))
+    n, lo, hi, dtype = 0, math.inf, -math.inf, None
+    mean = m2 = None
+    for xb, _, _ in stream.batches():
+        xb = np.asarray(xb)
+        if not len(xb):
+            continue
+        dtype = dtype or xb.dtype
+        if kind == "image":
+            bmin, bmax = float(np.min(xb)), float(np.max(xb))
+            if not (math.isfinite(bmin) and math.isfinite(bmax)):
+                raise ValueError("x contains NaN or infinite values")
+            lo, hi, n = min(lo, bmin), max(hi, bmax), n + len(xb)
+            continue
+        xf = xb.astype(np.float64)
+        nb, mb = len(xf), xf.mean(axis=0)
+        m2b = np.square(xf - mb).sum(axis=0)
+        if mean is None:
+            mean, m2 = mb, m2b
+        else:
+            delta, total = mb - mean, n + nb
+            mean = mean + delta * (nb / total)
+            m2 = m2 + m2b + np.square(delta) * (n * nb / total)
+        n += nb
+    if not n:
+        raise ValueError("the data yielded no samples")
+    if kind == "image":
+        return Corrupter(kind, sample_shape, infer_range(np.array([lo, hi], dtype)))
+    return Corrupter(kind, sample_shape, mean=mean, std=np.sqrt(m2 / n))
 
 
 def robustness(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | ArrayLike,
@@ -109,15 +169,18 @@ def robustness(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arra
                batch_size: int = 256, seed: int = 0, *,
                value_range: tuple[float, float] | None = None, stability_samples: int = 32,
                stability_index: ArrayLike | None = None,
-               forward: CompiledForward | None = None) -> pd.DataFrame:
+               forward: CompiledForward | None = None, stream=None,
+               clean_outputs: ArrayLike | None = None) -> pd.DataFrame:
     """Accuracy, flips, confidence and explanation stability under corrupted inputs.
 
     Args:
         model: a trained, built single-input Keras model (its weights are never changed).
-        x: images ``(N, H, W, C)``, tables ``(N, F)`` or sequences (never modified).
+        x: images ``(N, H, W, C)``, tables ``(N, F)`` or sequences (never modified). With
+            ``stream``: only the samples the stability explains (e.g. the audit's drawn
+            explained samples).
         y: labels: class ids, one-hot rows, ``{0, 1}`` for one sigmoid unit, or regression
             targets (then ``accuracy``, ``flip_rate`` and ``mean_confidence`` are NaN and the
-            ``loss`` tells the story).
+            ``loss`` tells the story). With ``stream``: the labels of every streamed sample.
         corruptions: names from ``IMAGE_CORRUPTIONS`` (images: ``gaussian_noise``,
             ``shot_noise``, ``gaussian_blur``, ``brightness``, ``contrast``, ``jpeg``,
             ``pixelate``, ``occlusion``) or ``TABLE_CORRUPTIONS`` (``gaussian_noise`` in units
@@ -128,10 +191,20 @@ def robustness(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arra
         seed: seeds the corruptions' random draws and the explained samples.
         value_range: ``(lo, hi)`` of image values; ``None`` infers it (``[0, 1]``,
             ``[0, 255]``, ``[-1, 1]``, else the observed range).
-        stability_samples: how many samples the stability uses (seeded choice).
+        stability_samples: how many samples the stability uses (seeded choice; ignored with
+            ``stream``, where every row of ``x`` is explained).
         stability_index: the indices of the samples to explain instead (the report passes its
-            explained samples).
+            explained samples). With ``stream``: the indices into the streamed data of the
+            rows of ``x`` (default: ``x`` holds the first ``len(x)`` samples).
         forward: a ``CompiledForward`` of this model to reuse for the clean outputs.
+        stream: a ``streaming.Stream`` over data that need not fit in memory: every
+            (corruption, severity) level is one pass over every streamed sample, re-chunked
+            into ``batch_size`` rows exactly as an array is (same chunks, same per-chunk
+            seeds, so the table equals the one on the concatenated arrays); memory is one
+            chunk plus the per-sample outputs. The value range (images) or the feature means
+            and stds (tables) come from one more read pass over every sample.
+        clean_outputs: with ``stream``, the model's outputs on every streamed sample when
+            already known (the audit's streamed pass); ``None`` runs that pass.
 
     Returns:
         A DataFrame, one row per (corruption, severity), with ``COLUMNS``: ``accuracy`` and
@@ -141,13 +214,15 @@ def robustness(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arra
         ``delta_loss`` (the compiled loss), and ``distance`` (RMS change of the input in units
         of the value range for images, of each feature's std for tables). ``table.attrs``
         holds ``clean_accuracy``, ``clean_loss``, ``loss_name``, ``task``, ``kind``,
-        ``value_range``, ``explainer`` and ``stability_samples``.
+        ``value_range``, ``explainer``, ``stability_samples``, ``seed``, ``n_samples`` (the
+        samples every level was measured on) and ``streamed``.
 
     Raises:
         ValueError: before any work: an unknown corruption (the message lists the choices for
             the data's kind), a severity outside ``0..5``, a bad ``batch_size``, ``seed``,
-            ``value_range`` or ``stability_samples``, ``x`` the model cannot take, or labels
-            that do not fit the model's output.
+            ``value_range`` or ``stability_samples``, ``x`` the model cannot take, labels
+            that do not fit the model's output, or (with ``stream``) ``stability_index`` or
+            ``clean_outputs`` that do not match ``x`` and ``y``.
     """
     batch_size = positive_int(batch_size, "batch_size")
     seed = _check_seed(seed)
@@ -159,13 +234,24 @@ def robustness(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arra
         check_range(value_range, x)
     stability_samples = positive_int(stability_samples, "stability_samples")
     x = x.astype(np.float32, copy=False)  # never written to
-    y = as_label_array(y, len(x))
+    y = as_label_array(y, len(x) if stream is None else len(y))
     if forward is None:
         forward = CompiledForward(model, batch_size=batch_size)
     elif not isinstance(forward, CompiledForward) or forward.model is not model:
         raise ValueError("forward must be a CompiledForward built on this same model")
     spec = label_spec(y, forward(x[:1]).shape[1:])
-    if stability_index is None:
+    n = len(y)
+    if stream is not None:
+        idx = (np.arange(len(x)) if stability_index is None
+               else np.asarray(stability_index, np.int64).reshape(-1))
+        if len(idx) != len(x) or idx.min() < 0 or idx.max() >= n:
+            raise ValueError(f"with stream, stability_index must give the index in 0..{n - 1} "
+                             f"of each of the {len(x)} rows of x; got {len(idx)} indices")
+        if clean_outputs is not None:
+            clean_outputs = np.asarray(clean_outputs)
+            if len(clean_outputs) != n:
+                raise ValueError(f"clean_outputs has {len(clean_outputs)} rows but y has {n}")
+    elif stability_index is None:
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.permutation(len(x))[:min(stability_samples, len(x))])
     else:
@@ -173,15 +259,23 @@ def robustness(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arra
         if not len(idx) or idx.min() < 0 or idx.max() >= len(x):
             raise ValueError(f"stability_index must hold indices in 0..{len(x) - 1}")
 
-    scorer = OutputScorer(model, spec, forward(x))
-    corrupter = corrupter_for(x, kind, value_range)
+    if stream is None:
+        clean_raw = forward(x)
+        corrupter = corrupter_for(x, kind, value_range)
+        x_exp = x[idx]
+    else:
+        clean_raw = stream.outputs(forward) if clean_outputs is None else clean_outputs
+        if len(clean_raw) != n:
+            raise ValueError(f"the stream yielded {len(clean_raw)} samples but y has {n}")
+        corrupter = streamed_corrupter(stream, kind, x.shape[1:], value_range)
+        x_exp = x
+    scorer = OutputScorer(model, spec, clean_raw)
     sweep = _Sweep(model, corrupter, batch_size)
     explainer_name, maps_of = None, None
     if stability:
         explainer_name, explainer = stability_explainer(model)
         targets = (scorer.clean_pred[idx].astype(np.int64) if scorer.classifier
                    else np.zeros(len(idx), np.int64))
-        x_exp = x[idx]
         clean_maps = explainer(x_exp, targets)
 
         def maps_of(name: str, level: int) -> float:
@@ -196,7 +290,14 @@ def robustness(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arra
     rows = []
     for name in names:
         for level in levels:
-            raw, dist = sweep(x, name, level, seed)
+            if stream is None:
+                raw, dist = sweep(x, name, level, seed)
+            else:
+                raw, dist = sweep.run(stream.chunks(batch_size), name, level, seed)
+                if len(raw) != n:
+                    raise ValueError(f"the stream yielded {len(raw)} samples in a corruption "
+                                     f"pass but {n} before: it must give the same data on "
+                                     "every pass")
             s = scorer.score(raw)
             row = {"corruption": name, "severity": level, "accuracy": s["accuracy"],
                    "delta_accuracy": s["accuracy"] - clean["accuracy"],
@@ -212,7 +313,7 @@ def robustness(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arra
                        loss_name=scorer.loss_name, task=spec.task, kind=kind,
                        value_range=(corrupter.lo, corrupter.hi) if kind == "image" else None,
                        explainer=explainer_name, stability_samples=len(idx) if stability
-                       else None, seed=seed)
+                       else None, seed=seed, n_samples=n, streamed=stream is not None)
     return table
 
 

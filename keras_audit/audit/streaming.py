@@ -5,8 +5,10 @@ group labels): the inputs are never held whole.
 
 Which sections see what, on streamed data:
 
-- **every sample** (streamed): performance (one pass, shared with the context) and every
-  pruning level (one pass per level), and the data section's counts and class balance;
+- **every sample** (streamed): performance (one pass, shared with the context), every
+  pruning level (one pass per level), every robustness (corruption, severity) level (one
+  pass per level, re-chunked by ``Stream.chunks``), and the data section's counts and class
+  balance;
 - **the drawn samples**: the explained samples and the SHAP/LIME background are drawn from
   the stream and held as small arrays (``ctx.x``), and every other section (explanations,
   quality, galleries, tabular importance, model details, provenance hashes) runs on them
@@ -59,6 +61,9 @@ class Stream:
         AuditInputError: a dataset whose elements are not such tuples.
     """
 
+    #: where the forward passes run (``"ray"`` for ``ray_engine.RayStream``)
+    engine = "local"
+
     def __init__(self, data: Any, strategy: Any = None) -> None:
         from keras_audit.audit.sources import DataSource
 
@@ -85,6 +90,27 @@ class Stream:
             return
         for elem in self.dataset.as_numpy_iterator():
             yield elem[0], elem[1], (_groups(elem[2]) if len(elem) == 3 else None)
+
+    def chunks(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, x[start:start + size])`` over the data's inputs, whatever the data's
+        own batches: the chunks an array ``x`` sliced every ``size`` rows gives (the last one
+        shorter), so per-chunk seeds and shapes match the array path. Memory: one chunk plus
+        one of the data's batches."""
+        held: list[np.ndarray] = []
+        n_held = start = 0
+        for x, _, _ in self.batches():
+            x = np.asarray(x)
+            while len(x):
+                take = min(size - n_held, len(x))
+                held.append(x[:take])
+                n_held += take
+                x = x[take:]
+                if n_held == size:
+                    yield start, held[0] if len(held) == 1 else np.concatenate(held)
+                    start += size
+                    held, n_held = [], 0
+        if n_held:
+            yield start, held[0] if len(held) == 1 else np.concatenate(held)
 
     def tf_dataset(self):
         """The data as a ``tf.data.Dataset`` of tuples (for ``tf.distribute``)."""

@@ -34,10 +34,28 @@ def build(ctx: AuditContext, options: dict) -> Section:
 def _robustness(ctx: AuditContext, opts: dict, sec: Section) -> None:
     from keras_audit.audit.robustness_analysis import robustness, robustness_figures, worst_case
 
-    table = robustness(ctx.model, ctx.x, ctx.y, corruptions=opts["corruptions"],
-                       severities=opts["severities"], stability=bool(opts["stability"]),
-                       batch_size=int(opts["batch_size"]), seed=ctx.seed,
-                       stability_index=ctx.explain_idx, forward=ctx.forward)
+    common = {"corruptions": opts["corruptions"], "severities": opts["severities"],
+              "stability": bool(opts["stability"]), "batch_size": int(opts["batch_size"]),
+              "seed": ctx.seed, "forward": ctx.forward}
+    if ctx.stream is None:
+        table = robustness(ctx.model, ctx.x, ctx.y, stability_index=ctx.explain_idx, **common)
+        sec.content["measured_on"] = f"every sample ({len(ctx.x)}), held as arrays"
+    else:  # every level streams every sample; the stability explains the drawn samples
+        stream = ctx.stream.stream
+        table = robustness(ctx.model, ctx.x_explain, ctx.stream.y,
+                           stability_index=ctx.stream.explain_index, stream=stream,
+                           clean_outputs=ctx.stream.raw, **common)
+        sec.content["measured_on"] = (
+            f"every sample ({table.attrs['n_samples']}), streamed in chunks of "
+            f"{int(opts['batch_size'])}; "
+            + ("the value range" if ctx.kind == "image" else "the feature means and stds")
+            + " from a pass over every sample; the stability on the explained samples")
+        if stream.engine != "local" or stream.strategy is not None:
+            where = "Ray workers" if stream.engine == "ray" else "the distribution strategy"
+            sec.content["engine_note"] = (
+                f"the corruption passes ran in this process over the streamed batches, not "
+                f"on {where} (which ran the performance and pruning passes); the numbers "
+                "are the same")
     sec.tables["robustness"] = table
     titles = {"accuracy_vs_severity": ("Accuracy" if ctx.classifier else "Loss")
               + " against corruption severity",
@@ -54,6 +72,7 @@ def _robustness(ctx: AuditContext, opts: dict, sec: Section) -> None:
         "clean_loss": table.attrs["clean_loss"], "loss": table.attrs["loss_name"],
         "value_range": table.attrs["value_range"], "explainer": table.attrs["explainer"],
         "stability_samples": table.attrs["stability_samples"],
+        "n_samples": table.attrs["n_samples"], "streamed": table.attrs["streamed"],
         "worst": worst, "rows": records(table),
     })
     _findings(sec, table, worst)
