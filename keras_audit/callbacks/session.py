@@ -135,6 +135,7 @@ class Session:
         self._warming: list[concurrent.futures.Future] = []
         self._to_warm: list[Callable[[], None]] = []
         self._cancel_warm = threading.Event()
+        self._warm_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._shared: dict[tuple, Any] = {}
 
     # -- samples and predictions (training thread) ----------------------------------------------
@@ -247,10 +248,10 @@ class Session:
             tasks, self._to_warm = self._to_warm, []
             if not tasks:
                 return
-            if self._executor is None:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix="keras_audit_callbacks",
-                    initializer=_lower_priority)
+            if self._warm_executor is None:  # normal priority, unlike the drawing worker: it
+                # must finish within the first epoch, and it runs only then
+                self._warm_executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="keras_audit_warm")
             cancel = self._cancel_warm = threading.Event()
         step = getattr(getattr(model, "optimizer", None), "iterations", None)
         try:
@@ -272,7 +273,7 @@ class Session:
                 task()
 
         with self._lock:
-            self._warming.append(self._executor.submit(run_all))
+            self._warming.append(self._warm_executor.submit(run_all))
 
     def shared(self, key: tuple, build: Callable[[], Any]) -> Any:
         """The object ``build()`` made for ``key`` in this session (built on first request):
@@ -392,6 +393,9 @@ class Session:
             Exception: the first error of a writer (a full disk shows up here too).
         """
         self.wait_warm()
+        if self._warm_executor is not None:
+            self._warm_executor.shutdown(wait=True)
+            self._warm_executor = None
         while self._pending:
             self._pending.popleft().result()
         if self._executor is not None:
