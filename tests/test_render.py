@@ -466,3 +466,14 @@ def test_grids_from_several_threads_match_serial_results():
     assert not errors
     for j, texts in enumerate(jobs):
         np.testing.assert_array_equal(results[j], render.explanation_grid(x, maps, captions=texts))
+
+
+def test_png_size_estimate_is_near_the_real_size():
+    from keras_audit.render.png import png_fast, png_size_estimate
+
+    rng = np.random.default_rng(0)
+    flat = np.kron(rng.integers(0, 255, (12, 9, 3)), np.ones((40, 40, 1))).astype(np.uint8)
+    noisy = rng.integers(0, 255, (500, 300, 3)).astype(np.uint8)
+    for picture in (flat, noisy, noisy[:20]):
+        real = len(png_fast(picture))
+        assert real / 1.5 <= png_size_estimate(picture) <= real * 1.5

@@ -38,3 +38,18 @@ def png_fast(image: np.ndarray) -> bytes:
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
             + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)) + chunk(b"IEND", b""))
+
+
+def png_size_estimate(image: np.ndarray, blocks: int = 4, rows: int = 16) -> int:
+    """About how many bytes ``png_fast(image)`` would take, from ``blocks`` runs of ``rows``
+    consecutive rows spread over the picture (compressed alike, scaled to the height): a
+    tenth of the work, to tell whether a PNG could beat a JPEG before making it."""
+    img = np.ascontiguousarray(image, np.uint8)
+    h = img.shape[0]
+    if h <= blocks * rows:
+        return len(png_fast(img))
+    starts = np.linspace(0, h - rows, blocks).astype(int)
+    sample = np.concatenate([img[s:s + rows] for s in starts])
+    flat = np.zeros((len(sample), 1 + sample.shape[1] * 3), np.uint8)
+    flat[:, 1:] = sample.reshape(len(sample), -1)
+    return int(len(zlib.compress(flat.tobytes(), 1)) * h / len(sample))
