@@ -25,12 +25,15 @@ def _check(image: np.ndarray) -> np.ndarray:
     return img
 
 
-def jpeg_bytes(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    """Encode a uint8 ``(H, W, 3)`` picture as baseline JPEG, without chroma subsampling.
+def jpeg_bytes(image: np.ndarray, quality: int = JPEG_QUALITY, subsample: bool = False) -> bytes:
+    """Encode a uint8 ``(H, W, 3)`` picture as baseline JPEG, without chroma subsampling unless
+    ``subsample``.
 
     Args:
         image: ``(H, W, 3)`` picture (cast to uint8).
         quality: JPEG quality, 1..95 (Pillow's scale; above 95 only grows the file).
+        subsample: 4:2:0 chroma subsampling (a third smaller on colour maps; black caption text
+            is luma and stays sharp, coloured detail blurs a little).
 
     Returns:
         The JPEG file's bytes.
@@ -45,7 +48,7 @@ def jpeg_bytes(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
 
     buf = io.BytesIO()
     Image.fromarray(_check(image)).save(buf, format="JPEG", quality=int(quality),
-                                        subsampling=0, optimize=True)
+                                        subsampling=2 if subsample else 0, optimize=True)
     return buf.getvalue()
 
 
