@@ -236,3 +236,27 @@ def test_batch_normalization_is_folded_into_the_convolution():
     assert set(ours.layer_rules) == {"bn", "out"}
     np.testing.assert_allclose(ours(x, 1), LRP(folded, normalize=False)(x, 1), rtol=1e-4,
                                atol=1e-6)
+
+
+def test_saliency_callback_logs_lrp_maps(tmp_path):
+    """``SaliencyCallback(method="lrp")``: the LRP maps of the fixed samples in TensorBoard,
+    read back with its own reader, with the same pixels the engine's LRP gives."""
+    from _callbacks_data import shapes, tiny_cnn
+    from _tb import read_events
+
+    from keras_audit.callbacks import SaliencyCallback
+
+    x, y, xv, yv = shapes(n=60)
+    model = tiny_cnn()
+    cb = SaliencyCallback((xv, yv), str(tmp_path), method="lrp", num_samples=4)
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[cb])
+    events = read_events(str(tmp_path))
+    tags = [t for t in events["images"] if "lrp" in t]
+    assert tags, list(events["images"])
+    steps = [step for step, _, _ in events["images"][tags[0]]]
+    assert steps == [0, 1]
+    picture = events["images"][tags[0]][-1][1]
+    assert picture.ndim == 3 and picture.shape[0] > 50 and picture.std() > 5
+    assert cb.trace_counts().get(cb.tag, 0) <= 1  # one trace for both epochs
+    maps = LRP(model)(cb.samples.x, cb.samples.y)
+    assert maps.shape == cb.samples.x.shape[:3] and np.isfinite(maps).all()

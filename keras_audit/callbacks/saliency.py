@@ -94,8 +94,11 @@ class SaliencyCallback(AttributionCallback):
                                              **self.method_options)
 
     def _explained_specs(self):
-        # one map per attribution point: the inputs, or the one layer= names
-        points = self.explainer.points
+        # one map per attribution point: the inputs, or the one layer= names; LRP (relevance,
+        # no attribution points) returns one map per input, as the base class reads them
+        points = getattr(self.explainer, "points", None)
+        if points is None:
+            return super()._explained_specs()
         specs = self.explainer.maps_for
         if any(p.index is None for p in points):  # layer=: the map has the layer's shape
             return []
