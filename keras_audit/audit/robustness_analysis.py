@@ -93,7 +93,11 @@ class _Sweep:
                 xc = corrupt(x, severity, seed)
                 out = select_output(model(xc, training=False), None, model)
                 axes = list(range(1, len(x.shape)))
-                dist = tf.sqrt(tf.reduce_mean(tf.square((xc - x) / unit), axis=axes))
+                if unit.shape.rank == 0:  # images: one scale, divided out after the mean
+                    dist = tf.sqrt(tf.reduce_mean(tf.math.squared_difference(xc, x),
+                                                  axis=axes)) / unit
+                else:
+                    dist = tf.sqrt(tf.reduce_mean(tf.square((xc - x) / unit), axis=axes))
                 return out, dist
 
             self._fns[name] = fn

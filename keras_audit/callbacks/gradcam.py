@@ -273,8 +273,9 @@ class GradCAMCallback(AttributionCallback):
                              "(the stability alone) or metrics=False")
         if self.metrics is not False and problem is None:
             x = self.samples.x[:self.metric_samples]
-            self._faithfulness = DeletionInsertion(self.model, x, steps=self.metric_steps,
-                                                   seed=self.seed)
+            self._faithfulness = DeletionInsertion(
+                self.model, x, steps=self.metric_steps, seed=self.seed,
+                forward=self._session.forward_function(self.model))
 
     def _scalars(self, maps: np.ndarray, targets: np.ndarray) -> dict[str, float]:
         out = super()._scalars(maps, targets)

@@ -187,6 +187,17 @@ class Session:
             self._pred = (epoch, outs, base, n)
         return np.asarray(select_output(outs, output, model))[:n]
 
+    def forward_function(self, model: keras.Model) -> Callable[[tf.Tensor], Any]:
+        """The shared prediction pass as a ``tf.function`` of one float32 batch (a model with
+        one float input), for a member's own compiled work to call inside its graph: it reuses
+        this pass's trace instead of tracing the model again (TF calls a traced function's
+        concrete graph from another function)."""
+        if self._forward is None or self._forward.model is not model:
+            self._forward = ModelOutputs(model)
+        if self._forward._fn is None:
+            self._forward._build([tf.float32])
+        return self._forward._fn
+
     def forward_trace_count(self) -> int:
         """Tracings of the shared prediction pass (0 before it first runs)."""
         return 0 if self._forward is None else self._forward.trace_count
