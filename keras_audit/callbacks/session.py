@@ -28,6 +28,8 @@ from keras_audit.render.png import png_fast
 
 #: how often the warm-ups look whether fit() has finished its first training step (seconds)
 WARM_POLL_SECONDS = 0.05
+#: the longest the warm-ups wait for that first step before they give up
+WARM_MAX_WAIT_SECONDS = 600.0
 #: logged epochs whose drawing may be queued before the training thread waits for the worker
 MAX_PENDING = 2
 
@@ -132,10 +134,9 @@ class Session:
         self._forward: ModelOutputs | None = None
         self._pred: tuple | None = None  # (epoch, probs, the samples' base array)
         self._layers: tuple[keras.Model, list[LayerInfo]] | None = None
-        self._warming: list[concurrent.futures.Future] = []
+        self._warming: list[threading.Thread] = []
         self._to_warm: list[Callable[[], None]] = []
         self._cancel_warm = threading.Event()
-        self._warm_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._shared: dict[tuple, Any] = {}
 
     # -- samples and predictions (training thread) ----------------------------------------------
@@ -259,10 +260,6 @@ class Session:
             tasks, self._to_warm = self._to_warm, []
             if not tasks:
                 return
-            if self._warm_executor is None:  # normal priority, unlike the drawing worker: it
-                # must finish within the first epoch, and it runs only then
-                self._warm_executor = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix="keras_audit_warm")
             cancel = self._cancel_warm = threading.Event()
         step = getattr(getattr(model, "optimizer", None), "iterations", None)
         try:
@@ -271,7 +268,8 @@ class Session:
             first = None
 
         def run_all() -> None:
-            while first is not None and not cancel.is_set():
+            deadline = time.monotonic() + WARM_MAX_WAIT_SECONDS
+            while first is not None and not cancel.is_set() and time.monotonic() < deadline:
                 try:
                     if int(step.numpy()) != first:
                         break
@@ -283,8 +281,13 @@ class Session:
                     return
                 task()
 
+        # a daemon thread at normal priority (the drawing worker runs at nice +10): it must
+        # finish within the first epoch, and a fit() that dies before its first step must not
+        # keep the interpreter from exiting
+        thread = threading.Thread(target=run_all, name="keras_audit_warm", daemon=True)
         with self._lock:
-            self._warming.append(self._warm_executor.submit(run_all))
+            self._warming.append(thread)
+        thread.start()
 
     def shared(self, key: tuple, build: Callable[[], Any]) -> Any:
         """The object ``build()`` made for ``key`` in this session (built on first request):
@@ -304,8 +307,8 @@ class Session:
         with self._lock:  # tasks not started yet are dropped: the real calls trace
             warming, self._warming, self._to_warm = self._warming, [], []
             self._cancel_warm.set()
-        for future in warming:
-            future.result()
+        for thread in warming:
+            thread.join()
 
     def deliver_errors(self) -> None:
         """Hand the worker's errors so far to their ``on_error`` (training thread)."""
@@ -404,9 +407,6 @@ class Session:
             Exception: the first error of a writer (a full disk shows up here too).
         """
         self.wait_warm()
-        if self._warm_executor is not None:
-            self._warm_executor.shutdown(wait=True)
-            self._warm_executor = None
         while self._pending:
             self._pending.popleft().result()
         if self._executor is not None:
