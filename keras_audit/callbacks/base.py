@@ -122,8 +122,8 @@ class ExplanationCallback(keras.callbacks.Callback):
         max_bytes_per_epoch: the size budget of this callback's pictures per logged epoch, in
             encoded bytes (default 200 KB; ``None``: no budget). Pictures are PNG, or JPEG
             (quality 85, no chroma subsampling) where that is smaller for photo-like ones. An
-            epoch over the budget is encoded again at a lower JPEG quality (75, 60, 45), then
-            at 3/4 and 1/2 of the size, until it fits; if even that does not, it is written
+            epoch over the budget is encoded again at a lower JPEG quality with 4:2:0 chroma
+            (80, 70, 55: ``budget.DEGRADATION``), then at 3/4 and 1/2 of the size, until it fits; if even that does not, it is written
             anyway and one warning is logged (``logging``, naming the technique and the
             size). No picture is ever dropped.
 
@@ -211,7 +211,7 @@ class ExplanationCallback(keras.callbacks.Callback):
 
     def _warm(self) -> None:
         """Call the compiled work once on the samples' real shapes and throw the results away
-        (worker thread, while the first epoch trains), so ``_compute`` at the first logged
+        (the session's warm-up thread, while the first epoch trains), so ``_compute`` at the first logged
         epoch finds its traces ready. Only when ``_compute`` would make the same calls."""
 
     def _compute(self, epoch: int) -> Any:

@@ -234,7 +234,7 @@ class Session:
 
     def warm(self, task: Callable[[], None]) -> None:
         """Queue ``task`` (a member's ``_warm``: its compiled calls on the real shapes, results
-        thrown away) to run on the worker while the first epoch trains, so the tracing overlaps
+        thrown away) to run on the warm-up thread while the first epoch trains, so the tracing overlaps
         training instead of following it; ``start_warm`` starts the queue once every member is
         set up. A failure is ignored here: the epoch-end call that the task prepared raises it
         where it is reported."""
@@ -248,7 +248,8 @@ class Session:
             self._to_warm.append(run)
 
     def start_warm(self, model: keras.Model | None = None) -> None:
-        """Start the queued ``warm`` tasks on the worker (training thread, ``on_train_begin``).
+        """Start the queued ``warm`` tasks on a warm-up thread (called on the training thread,
+        in ``on_train_begin``).
 
         They first wait for ``model``'s optimizer to count one training step: ``fit()`` traces
         its train step in its first batch, and two threads tracing at once only take turns at
