@@ -123,9 +123,9 @@ class ExplanationCallback(keras.callbacks.Callback):
             encoded bytes (default 200 KB; ``None``: no budget). Pictures are PNG, or JPEG
             (quality 85, no chroma subsampling) where that is smaller for photo-like ones. An
             epoch over the budget is encoded again at a lower JPEG quality with 4:2:0 chroma
-            (80, 70, 55: ``budget.DEGRADATION``), then at 3/4 and 1/2 of the size, until it fits; if even that does not, it is written
-            anyway and one warning is logged (``logging``, naming the technique and the
-            size). No picture is ever dropped.
+            (80, 70, 55: ``budget.DEGRADATION``), then at 3/4 and 1/2 of the size, until it
+            fits; if even that does not, it is written anyway and one warning is logged
+            (``logging``, naming the technique and the size). No picture is ever dropped.
 
     Attributes:
         samples: the chosen ``Samples`` (after ``on_train_begin``).
