@@ -237,7 +237,7 @@ class AttributionCallback(ExplanationCallback):
         """Trace the explainer, the shared prediction pass and the scalars' work on the
         samples' shapes (see ``ExplanationCallback._warm``)."""
         maps = self.explainer(self.samples.feed, self._target_ids)
-        self._session.outputs(self.model, self.samples.inputs)
+        self._session.trace_forward(self.model, self.samples.inputs)
         first = (list(maps) if isinstance(maps, list) else [maps])[self.views[0].map_index]
         self._warm_scalars(np.asarray(first, np.float32), self.explainer.last_targets)
 

@@ -258,7 +258,7 @@ class EvaluationCallback(ExplanationCallback):
     def _warm(self) -> None:
         """Trace the prediction pass and the mistakes' Grad-CAM on their shapes (see
         ``ExplanationCallback._warm``)."""
-        self._session.outputs(self.model, [a[:2] for a in self.inputs])
+        self._session.trace_forward(self.model, self.inputs)
         if self.cam is not None:
             pad = np.arange(self.mistakes) % len(self.labels)
             feed = [a[pad] for a in self.inputs]

@@ -199,6 +199,13 @@ class Session:
             self._forward._build([tf.float32])
         return self._forward._fn
 
+    def trace_forward(self, model: keras.Model, inputs: list[np.ndarray]) -> None:
+        """Trace the shared prediction pass on ``inputs``'s dtypes, once per session (its
+        signature takes any batch size, so two samples do): for the members' warm-ups, which
+        would otherwise each run it."""
+        if self.forward_trace_count() == 0 or self._forward.model is not model:
+            self.outputs(model, [a[:2] for a in inputs])
+
     def forward_trace_count(self) -> int:
         """Tracings of the shared prediction pass (0 before it first runs)."""
         return 0 if self._forward is None else self._forward.trace_count
