@@ -131,13 +131,15 @@ def streamed_corrupter(stream, kind: str, sample_shape: tuple,
     maximum (``(0, 255)`` for integer data). Tables and sequences: each feature's mean and
     standard deviation over every streamed sample (merged batch by batch in float64, Chan et
     al.'s parallel update), what ``corrupter_for`` computes on the concatenated arrays.
+    (Hand-written: scikit-learn's ``StandardScaler.partial_fit`` skips NaN, which the array
+    path's ``np.std`` does not.)
 
     Raises:
         ValueError: the data yields no samples, or NaN/infinite image values.
     """
     if kind == "image" and value_range is not None:
         return Corrupter(kind, sample_shape, check_range(value_range, None))
-    n, lo, hi, dtype = 0, math.inf, -math.inf, None
+    n, dtype, extremes = 0, None, []
     mean = m2 = None
     for xb, _, _ in stream.batches():
         xb = np.asarray(xb)
@@ -145,10 +147,8 @@ def streamed_corrupter(stream, kind: str, sample_shape: tuple,
             continue
         dtype = dtype or xb.dtype
         if kind == "image":
-            bmin, bmax = float(np.min(xb)), float(np.max(xb))
-            if not (math.isfinite(bmin) and math.isfinite(bmax)):
-                raise ValueError("x contains NaN or infinite values")
-            lo, hi, n = min(lo, bmin), max(hi, bmax), n + len(xb)
+            extremes += [np.min(xb), np.max(xb)]
+            n += len(xb)
             continue
         xf = xb.astype(np.float64)
         nb, mb = len(xf), xf.mean(axis=0)
@@ -162,8 +162,8 @@ def streamed_corrupter(stream, kind: str, sample_shape: tuple,
         n += nb
     if not n:
         raise ValueError("the data yielded no samples")
-    if kind == "image":
-        return Corrupter(kind, sample_shape, infer_range(np.array([lo, hi], dtype)))
+    if kind == "image":  # infer_range refuses NaN and infinite extremes, as on arrays
+        return Corrupter(kind, sample_shape, infer_range(np.asarray(extremes, dtype)))
     return Corrupter(kind, sample_shape, mean=mean, std=np.sqrt(m2 / n))
 
 
