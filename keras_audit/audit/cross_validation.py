@@ -74,6 +74,26 @@ class CVResult(AnalysisResult):
         return self.summary()
 
 
+#: the bookkeeping columns of ``CVResult.per_fold``; every other column is a metric
+FOLD_COLUMNS = ("fold", "n_train", "n_test")
+
+
+def metric_names(per_fold: pd.DataFrame) -> list[str]:
+    """The metric columns of a ``per_fold`` table, in its order."""
+    return [c for c in per_fold.columns if c not in FOLD_COLUMNS]
+
+
+def summary_table(res: CVResult) -> pd.DataFrame:
+    """One row per metric: ``metric``, ``mean``, ``std``, ``ci_low``, ``ci_high``."""
+    import pandas as pd
+
+    names = metric_names(res.per_fold)
+    return pd.DataFrame({"metric": names, "mean": [res.mean[m] for m in names],
+                         "std": [res.std[m] for m in names],
+                         "ci_low": [res.ci[m][0] for m in names],
+                         "ci_high": [res.ci[m][1] for m in names]})
+
+
 def _class_ids(y: np.ndarray) -> np.ndarray | None:
     """Class ids when ``y`` holds classes (integer ids, {0, 1} or one-hot), else None."""
     flat = y.reshape(len(y)) if y.ndim == 2 and y.shape[1] == 1 else y
@@ -203,7 +223,7 @@ def _result(spec, rows, histories, splits, confidence, figures) -> CVResult:
 
     per_fold = pd.DataFrame(rows)
     k = len(rows)
-    names = [c for c in per_fold.columns if c not in ("fold", "n_train", "n_test")]
+    names = metric_names(per_fold)
     mean = {m: float(per_fold[m].mean()) for m in names}
     std = {m: float(per_fold[m].std(ddof=1)) for m in names}
     half = {m: float(stats.t.ppf(0.5 + confidence / 2, k - 1) * std[m] / np.sqrt(k))
@@ -216,11 +236,7 @@ def _result(spec, rows, histories, splits, confidence, figures) -> CVResult:
                    **{f"{m}_mean": mean[m] for m in names},
                    **{f"{m}_std": std[m] for m in names},
                    **{f"{m}_ci": list(ci[m]) for m in names}}
-    res.tables = {"per_fold": per_fold,
-                  "summary": pd.DataFrame({"metric": names, "mean": [mean[m] for m in names],
-                                           "std": [std[m] for m in names],
-                                           "ci_low": [ci[m][0] for m in names],
-                                           "ci_high": [ci[m][1] for m in names]})}
+    res.tables = {"per_fold": per_fold, "summary": summary_table(res)}
     res.metadata = {"splitter": "KFold" if spec.task == "regression" else "StratifiedKFold",
                     "shuffle": True}
     if figures:

@@ -20,8 +20,6 @@ OPTIONS: dict[str, dict] = {}
 
 #: a standard deviation of the headline metric across folds above this is flagged
 SPLIT_STD_WARNING = 0.05
-#: fold bookkeeping columns of ``CVResult.per_fold`` (the other columns are metrics)
-_FOLD_COLUMNS = ("fold", "n_train", "n_test")
 
 NOT_GIVEN = ("no cross-validation was given (run(..., cross_validation="
              "audit.cross_validate(build_model, x, y))): how much the result depends on the "
@@ -46,14 +44,14 @@ def headline(task: str) -> str:
 
 
 def _cross_validation(cv, sec: Section) -> None:
-    from keras_audit.audit.cross_validation import _figures
+    from keras_audit.audit.cross_validation import _figures, metric_names, summary_table
 
     per_fold = cv.per_fold
-    names = [c for c in per_fold.columns if c not in _FOLD_COLUMNS]
+    names = metric_names(per_fold)
     sec.tables["cross_validation_per_fold"] = per_fold
     summary = cv.tables.get("summary")
     sec.tables["cross_validation_summary"] = summary if summary is not None else \
-        _summary(cv, names)
+        summary_table(cv)
     sec.content.update({
         "status": "ok", "task": cv.task, "folds": int(cv.folds),
         "splitter": cv.metadata.get("splitter"), "shuffle": cv.metadata.get("shuffle"),
@@ -73,15 +71,6 @@ def _cross_validation(cv, sec: Section) -> None:
             sec.add_figure(name, figures[name], titles[name])
     sec.content["figures"] = [k.split(".", 1)[1] for k in sec.figures]
     _finding(cv, sec)
-
-
-def _summary(cv, names: list[str]):
-    import pandas as pd
-
-    return pd.DataFrame({"metric": names, "mean": [cv.mean[m] for m in names],
-                         "std": [cv.std[m] for m in names],
-                         "ci_low": [cv.ci[m][0] for m in names],
-                         "ci_high": [cv.ci[m][1] for m in names]})
 
 
 def _finding(cv, sec: Section) -> None:
