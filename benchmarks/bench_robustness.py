@@ -3,8 +3,10 @@ passes, on the reference CNN and N images (medians of interleaved repetitions).
 
 - ``forward x40``: 40 passes of a traced ``CompiledForward`` over the N images (the floor of
   8 corruptions x 5 severities);
-- ``robustness``: ``audit.robustness`` with ``stability=False`` (cold: the call traces its 8
-  functions; warm: the same compiled sweep reused), and with ``stability=True`` (32 samples);
+- ``robustness``: ``audit.robustness`` with ``stability=False`` (cold: the module's cache of
+  compiled sweeps cleared first, so the call traces its 8 functions; repeat: a second call on
+  the same model, which reuses them; warm: the compiled sweep alone), and with
+  ``stability=True`` (32 samples, cold);
 - ``fwd+bwd x10``: 10 passes of a compiled gradient of the scores with respect to the input;
 - ``PGD-10``: ``audit.adversarial`` at 8/255 (cold: the module's cache of compiled attacks
   cleared first, so the call traces its attack; repeat: a second call on the same model, which
@@ -25,7 +27,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _reference import reference_cnn  # noqa: E402
 
-from keras_audit.audit import adversarial_analysis  # noqa: E402
+from keras_audit.audit import adversarial_analysis, robustness_analysis  # noqa: E402
 from keras_audit.audit.adversarial_analysis import _Setup, adversarial  # noqa: E402
 from keras_audit.audit.corruptions import IMAGE_CORRUPTIONS, corrupter_for  # noqa: E402
 from keras_audit.audit.robustness_analysis import _Sweep, robustness  # noqa: E402
@@ -51,7 +53,7 @@ def main() -> None:
     model = reference_cnn(compiled=True)
     forward = CompiledForward(model, batch_size=256)
     forward(x[:2])
-    sweep = _Sweep(model, corrupter_for(x, "image"), 256)
+    sweep = _Sweep(model, corrupter_for(x, "image"), 256, forward)
     setup = _Setup(model, x, y, 10, 256, None, 0, None, forward)
 
     @tf.function(input_signature=[tf.TensorSpec((None, 32, 32, 3), tf.float32)])
@@ -73,16 +75,22 @@ def main() -> None:
     def sweep_warm():
         forward(x)  # the clean pass robustness() makes
         for name in IMAGE_CORRUPTIONS:
-            for s in SEVERITIES:
-                sweep(x, name, s, 0)
+            sweep(x, name, SEVERITIES, 0)
 
     runs = {
         "forward x40": forward40,
-        "robustness cold (stability=False)": lambda: robustness(
+        "robustness cold (stability=False)": lambda: (robustness_analysis._CACHE.clear(),
+                                                      robustness(model, x, y,
+                                                                 severities=SEVERITIES,
+                                                                 stability=False,
+                                                                 forward=forward)),
+        "robustness repeat call (stability=False)": lambda: robustness(
             model, x, y, severities=SEVERITIES, stability=False, forward=forward),
         "robustness warm (stability=False)": sweep_warm,
-        "robustness cold (stability=True, 32)": lambda: robustness(
-            model, x, y, severities=SEVERITIES, forward=forward),
+        "robustness cold (stability=True, 32)": lambda: (robustness_analysis._CACHE.clear(),
+                                                         robustness(model, x, y,
+                                                                    severities=SEVERITIES,
+                                                                    forward=forward)),
         "fwd+bwd x10": fwd_bwd10,
         "PGD-10 cold": lambda: (adversarial_analysis._CACHE.clear(),
                                 adversarial(model, x, y, epsilons=(8 / 255,), steps=10,
@@ -101,7 +109,8 @@ def main() -> None:
     for k, v in med.items():
         print(f"{k:40s} {v:7.2f} s")
     base, limit = med["forward x40"], med["fwd+bwd x10"]
-    for k in ("robustness cold (stability=False)", "robustness warm (stability=False)",
+    for k in ("robustness cold (stability=False)", "robustness repeat call (stability=False)",
+              "robustness warm (stability=False)",
               "robustness cold (stability=True, 32)"):
         print(f"ratio {k:40s} / forward x40 = {med[k] / base:.2f}  (target <= 1.2)")
     for k in ("PGD-10 cold", "PGD-10 repeat call", "PGD-10 warm"):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_audit.audit._weights import weights_hash
-from keras_audit.audit.corruptions import IMAGE_CORRUPTIONS
+from keras_audit.audit.corruptions import IMAGE_CORRUPTIONS, corrupt
 from keras_audit.audit.robustness_analysis import (
     COLUMNS,
     robustness,
@@ -47,6 +47,22 @@ def test_severity_zero_is_the_clean_model(sweep):
     assert (zero.explanation_spearman == 1).all() and (zero.distance == 0).all()
     np.testing.assert_allclose(zero.loss, sweep.attrs["clean_loss"], rtol=1e-5)
     assert sweep.attrs["clean_accuracy"] > 0.95
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "shot_noise", "occlusion"])
+def test_each_level_is_corrupt_then_predict(sweep, shapes_model, shapes_data, name):
+    """The sweep corrupts every severity inside one graph: each row must still be what
+    corrupting with ``corrupt`` (same seed, same chunks) and predicting gives."""
+    _, _, xt, yt, _ = shapes_data
+    x, y = xt[:120], np.asarray(yt[:120])
+    labels = y.argmax(1) if y.ndim == 2 else y
+    for level in (1, 3, 5):
+        xc = corrupt(x, name, level, seed=0)
+        acc = float(np.mean(shapes_model.predict(xc, verbose=0).argmax(1) == labels))
+        dist = float(np.mean(np.sqrt(np.mean(np.square(xc - x), axis=(1, 2, 3)))))
+        row = sweep[(sweep.corruption == name) & (sweep.severity == level)].iloc[0]
+        assert row.accuracy == pytest.approx(acc, abs=1e-9), (level, row.accuracy, acc)
+        assert row.distance == pytest.approx(dist, rel=1e-4), (level, row.distance, dist)
 
 
 @pytest.mark.parametrize("name", ["gaussian_noise", "gaussian_blur", "contrast"])

@@ -21,8 +21,6 @@ nothing.
 from __future__ import annotations
 
 import math
-import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -32,6 +30,7 @@ import pandas as pd
 import tensorflow as tf
 
 from keras_audit._checks import positive_int
+from keras_audit.audit._cache import ModelCache
 from keras_audit.audit._labels import as_label_array, label_spec
 from keras_audit.audit._scoring import OutputScorer
 from keras_audit.audit.corruptions import check_range
@@ -87,28 +86,18 @@ def epsilon_key(eps: float) -> str:
         return f"{round(k)}/255"
     return f"{eps:.6g}".replace(".", "_")
 
-#: compiled attacks and forward passes of the last models attacked (see ``_compiled``)
-_CACHE: OrderedDict = OrderedDict()
 #: how many (model, settings) entries ``_CACHE`` keeps; each holds its model alive
 CACHE_SIZE = 4
+#: compiled attacks and forward passes of the last models attacked (see ``_compiled``)
+_CACHE = ModelCache(CACHE_SIZE)
 #: PGD with at most this many steps is unrolled in its graph (see ``_Attack``)
 UNROLL_MAX = 20
 
 
 def _compiled(model: keras.Model, key: tuple, build: Callable[[], object]) -> object:
     """The object ``build()`` made for ``model`` and ``key`` (an attack, a forward pass), kept
-    for the ``CACHE_SIZE`` most recent entries: a repeated call reuses its trace. An entry whose
-    model has gone (its id reused) is rebuilt."""
-    full = (id(model), *key)
-    hit = _CACHE.get(full)
-    if hit is not None and hit[0]() is model:
-        _CACHE.move_to_end(full)
-        return hit[1]
-    value = build()
-    _CACHE[full] = (weakref.ref(model), value)
-    while len(_CACHE) > CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return value
+    for the ``CACHE_SIZE`` most recent entries: a repeated call reuses its trace."""
+    return _CACHE.get(model, key, build)
 
 
 class _Attack:
@@ -131,8 +120,10 @@ class _Attack:
                 tf.TensorSpec(sample_shape, tf.float32), tf.TensorSpec(sample_shape, tf.float32),
                 tf.TensorSpec((), tf.int32), tf.TensorSpec((2,), tf.int32)]
         self.trace_count = 0
-        self.pgd = tf.function(self._pgd, input_signature=spec)
-        self.fgsm = tf.function(self._fgsm, input_signature=spec)
+        # autograph only for PGD's while loop (a long attack); an unrolled one and FGSM have
+        # no tensor-dependent control flow, and autograph's conversion slows their trace
+        self.pgd = tf.function(self._pgd, input_signature=spec, autograph=unroll is None)
+        self.fgsm = tf.function(self._fgsm, input_signature=spec, autograph=False)
 
     def _scores(self, x):
         out, _ = self.tap.run(x, linear=True)

@@ -13,13 +13,15 @@ then mapped back to the model's scale. Tables (and sequences) are corrupted per 
 units of each feature's standard deviation.
 
 Each corruption is one ``tf.function(x, severity, seed)``; ``severity`` is a tensor, so a
-whole sweep traces once per corruption. Severity 0 returns the input unchanged. A corruption's
+whole sweep traces once per corruption (``Corrupter.ops`` gives the same operations to trace
+inside another function, as the robustness sweep does for all its severities at once). Severity 0 returns the input unchanged. A corruption's
 random draws depend on the seed, not on the severity, so higher severities scale the same
 noise (the distance to the clean input grows with severity).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import zlib
 from collections.abc import Sequence
@@ -179,21 +181,42 @@ class Corrupter:
         self._fns: dict[str, object] = {}
         self.trace_count = 0
 
+    def key(self) -> tuple:
+        """What the corruptions depend on besides the batch: kind, sample shape and value
+        range (images) or a digest of the feature statistics (tables)."""
+        if self.kind == "image":
+            return (self.kind, self.sample_shape, self.lo, self.hi)
+        stats = np.concatenate([self.mean.numpy().ravel(), self.std.numpy().ravel()])
+        return (self.kind, self.sample_shape, hashlib.sha256(stats.tobytes()).hexdigest())
+
     # -- the compiled functions ---------------------------------------------------------------
+    def ops(self, name: str, x, severity, seed):
+        """The operations of corruption ``name`` on the batch tensor ``x``, to call while
+        tracing a ``tf.function`` (``severity``: an int32 tensor or a Python int; ``seed``: an
+        int32 ``(2,)`` tensor). Several severities traced in one graph with the same seed
+        draw the same noise once (the random ops are stateless, so the graph optimiser
+        merges them)."""
+        check_corruptions(name, self.kind)
+        if isinstance(severity, int) and severity == 0:
+            return x
+        body = getattr(self, f"_{name}" if self.kind == "image" else f"_t_{name}")
+        out = body(x, severity, seed)
+        if isinstance(severity, int):
+            return out
+        return tf.where(severity > 0, out, x)  # severity 0: unchanged
+
     def function(self, name: str):
         """The compiled ``fn(x, severity, seed)`` of corruption ``name`` (built once)."""
         if name not in self._fns:
             check_corruptions(name, self.kind)
-            body = getattr(self, f"_{name}" if self.kind == "image" else f"_t_{name}")
             spec = [tf.TensorSpec((None, *self.sample_shape), tf.float32),
                     tf.TensorSpec((), tf.int32), tf.TensorSpec((2,), tf.int32)]
 
-            def run(x, severity, seed, body=body):
+            def run(x, severity, seed, name=name):
                 self.trace_count += 1  # runs only while tracing
-                out = body(x, severity, seed)
-                return tf.where(severity > 0, out, x)  # severity 0: unchanged
+                return self.ops(name, x, severity, seed)
 
-            self._fns[name] = tf.function(run, input_signature=spec)
+            self._fns[name] = tf.function(run, input_signature=spec, autograph=False)
         return self._fns[name]
 
     def __call__(self, x: ArrayLike, name: str, severity: int, seed: int = 0,

@@ -2,17 +2,17 @@
 stability per corruption and severity.
 
 Each corruption (``keras_audit.audit.corruptions``) is compiled together with the model's
-forward pass into one ``tf.function(x, severity, seed)``, so a sweep traces once per corruption
-and costs about one forward pass per (corruption, severity) level. Explanation stability is the
-Spearman rank correlation between the Grad-CAM map (saliency when the model has no layer with
-spatial axes) of each explained sample and of its corrupted copy, explaining the class
-predicted on the clean sample.
+forward pass at every requested severity into one ``tf.function(x, seed)``, so a sweep traces
+once per corruption and costs about one forward pass per (corruption, severity) level.
+Explanation stability is the Spearman rank correlation between the Grad-CAM map (saliency when
+the model has no layer with spatial axes) of each explained sample and of its corrupted copy,
+explaining the class predicted on the clean sample.
 
 Streamed data (``robustness(..., stream=)``, what the audit uses for a ``tf.data.Dataset``
-or a ``DataSource``) is measured on every sample: each level is one pass over the stream,
-re-chunked into the same ``batch_size`` rows as an array (so the same per-chunk seeds and
-the same numbers), with memory bounded by one chunk and the per-sample outputs; the
-explanation stability stays on the explained samples held in memory.
+or a ``DataSource``) is measured on every sample: each corruption is one pass over the stream
+(all its severities at once), re-chunked into the same ``batch_size`` rows as an array (so
+the same per-chunk seeds and the same numbers), with memory bounded by one chunk and the
+per-sample outputs; the explanation stability stays on the explained samples held in memory.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import pandas as pd
 import tensorflow as tf
 
 from keras_audit._checks import positive_int
+from keras_audit.audit._cache import ModelCache
 from keras_audit.audit._labels import as_label_array, label_spec
 from keras_audit.audit._scoring import OutputScorer
 from keras_audit.audit.corruptions import (
@@ -43,6 +44,10 @@ from keras_audit.render.figures import new_figure
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
+
+#: the compiled sweeps, forward passes and explainers of the last models swept: a repeated
+#: ``robustness`` call on the same model and data scale traces nothing
+_CACHE = ModelCache(4)
 
 #: the columns of a ``robustness`` table, in order (``explanation_spearman`` with stability)
 COLUMNS = ("corruption", "severity", "accuracy", "delta_accuracy", "flip_rate",
@@ -70,57 +75,80 @@ def stability_explainer(model: keras.Model):
 
 
 class _Sweep:
-    """One compiled ``model(corrupt(x))`` per corruption, run over ``x`` in batches."""
+    """One compiled ``model(corrupt(x))`` per corruption and set of severities, run over ``x``
+    in batches: each chunk is sent in once and corrupted at every severity inside one graph
+    (one dispatch, one copy of the chunk and one draw of the noise per chunk instead of one per
+    severity: 1.27x -> 1.07x 40 forward passes in ``benchmarks/bench_robustness.py``)."""
 
-    def __init__(self, model: keras.Model, corrupter, batch_size: int) -> None:
+    def __init__(self, model: keras.Model, corrupter, batch_size: int,
+                 forward: CompiledForward | None = None) -> None:
         self.model, self.corrupter, self.batch_size = model, corrupter, batch_size
-        self._fns: dict[str, object] = {}
+        # the model's one traced pass, called from every corruption's graph: a cold sweep
+        # traces the model once (or reuses the clean pass's trace) instead of once per
+        # (corruption, severity)
+        if forward is not None and forward.model is model and forward.dtypes == (tf.float32,):
+            self._model_fn = forward.traced()
+        else:  # corrupted inputs are float even where the model declares integers
+            spec = tf.TensorSpec((None, *corrupter.sample_shape), tf.float32)
+            self._model_fn = tf.function(
+                lambda x: select_output(model(x, training=False), None, model),
+                input_signature=[spec], autograph=False)
+        self._fns: dict[tuple, object] = {}
         if corrupter.kind == "image":
             self._unit = tf.constant(corrupter.hi - corrupter.lo, tf.float32)
         else:  # table distances in units of each feature's std
             self._unit = tf.where(corrupter.std > 0, corrupter.std, 1.0)
 
-    def _fn(self, name: str):
-        if name not in self._fns:
-            corrupt = self.corrupter.function(name)
-            model = self.model
-            spec = [tf.TensorSpec((None, *self.corrupter.sample_shape), tf.float32),
-                    tf.TensorSpec((), tf.int32), tf.TensorSpec((2,), tf.int32)]
-            unit = self._unit
+    def _fn(self, name: str, levels: tuple[int, ...]):
+        key = (name, levels)
+        if key not in self._fns:
+            corrupter, model_fn, unit = self.corrupter, self._model_fn, self._unit
+            spec = [tf.TensorSpec((None, *corrupter.sample_shape), tf.float32),
+                    tf.TensorSpec((2,), tf.int32)]
 
-            @tf.function(input_signature=spec)
-            def fn(x, severity, seed):
-                xc = corrupt(x, severity, seed)
-                out = select_output(model(xc, training=False), None, model)
+            # autograph=False here and in every compiled function of this package: the bodies
+            # have no tensor-dependent Python control flow, and autograph's source
+            # transformation was 40% of a cold sweep's tracing (as Keras 3 marks its own
+            # step functions do_not_convert)
+            @tf.function(input_signature=spec, autograph=False)
+            def fn(x, seed):
                 axes = list(range(1, len(x.shape)))
-                if unit.shape.rank == 0:  # images: one scale, divided out after the mean
-                    dist = tf.sqrt(tf.reduce_mean(tf.math.squared_difference(xc, x),
-                                                  axis=axes)) / unit
-                else:
-                    dist = tf.sqrt(tf.reduce_mean(tf.square((xc - x) / unit), axis=axes))
-                return out, dist
+                outs, dists = [], []
+                for level in levels:
+                    xc = corrupter.ops(name, x, level, seed)
+                    outs.append(model_fn(xc))
+                    if unit.shape.rank == 0:  # images: one scale, divided out after the mean
+                        dists.append(tf.sqrt(tf.reduce_mean(
+                            tf.math.squared_difference(xc, x), axis=axes)) / unit)
+                    else:
+                        dists.append(tf.sqrt(tf.reduce_mean(tf.square((xc - x) / unit),
+                                                            axis=axes)))
+                return outs, dists
 
-            self._fns[name] = fn
-        return self._fns[name]
+            self._fns[key] = fn
+        return self._fns[key]
 
-    def __call__(self, x: np.ndarray, name: str, severity: int, seed: int):
-        """Outputs and distances on ``x``, chunked every ``batch_size`` rows."""
+    def __call__(self, x: np.ndarray, name: str, levels: tuple[int, ...], seed: int):
+        """Outputs and distances on ``x`` at each of ``levels``, chunked every ``batch_size``
+        rows: ``[(outputs, distances), ...]`` in the order of ``levels``."""
         b = self.batch_size
-        return self.run(((i, x[i:i + b]) for i in range(0, len(x), b)), name, severity, seed)
+        return self.run(((i, x[i:i + b]) for i in range(0, len(x), b)), name, levels, seed)
 
-    def run(self, chunks, name: str, severity: int, seed: int):
-        """Outputs and distances over ``(start, x_chunk)`` pairs (arrays or ``Stream.chunks``):
-        chunk ``start`` draws its noise from ``batch_seed(seed, name, start)``, so the same
-        rows chunked the same way corrupt identically on both paths."""
-        fn = self._fn(name)
-        sev = tf.constant(severity, tf.int32)
-        outs, dists = [], []
+    def run(self, chunks, name: str, levels: tuple[int, ...], seed: int):
+        """The same over ``(start, x_chunk)`` pairs (arrays or ``Stream.chunks``): chunk
+        ``start`` draws its noise from ``batch_seed(seed, name, start)``, the same at every
+        severity, so the same rows chunked the same way corrupt identically on both paths and
+        as ``corrupt`` does."""
+        fn = self._fn(name, tuple(levels))
+        outs: list[list] = [[] for _ in levels]
+        dists: list[list] = [[] for _ in levels]
         for start, xc in chunks:
-            out, dist = fn(tf.constant(np.asarray(xc, np.float32)), sev,
+            out, dist = fn(tf.constant(np.asarray(xc, np.float32)),
                            batch_seed(seed, name, start))
-            outs.append(out.numpy())
-            dists.append(dist.numpy())
-        return np.concatenate(outs), np.concatenate(dists)
+            for i in range(len(levels)):
+                outs[i].append(out[i].numpy())
+                dists[i].append(dist[i].numpy())
+        return [(np.concatenate(o), np.concatenate(d)) for o, d in zip(outs, dists)]
 
 
 def streamed_corrupter(stream, kind: str, sample_shape: tuple,
@@ -202,7 +230,7 @@ def robustness(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arra
             rows of ``x`` (default: ``x`` holds the first ``len(x)`` samples).
         forward: a ``CompiledForward`` of this model to reuse for the clean outputs.
         stream: a ``streaming.Stream`` over data that need not fit in memory: every
-            (corruption, severity) level is one pass over every streamed sample, re-chunked
+            corruption is one pass over every streamed sample (at all severities), re-chunked
             into ``batch_size`` rows exactly as an array is (same chunks, same per-chunk
             seeds, so the table equals the one on the concatenated arrays); memory is one
             chunk plus the per-sample outputs. The value range (images) or the feature means
@@ -240,7 +268,8 @@ def robustness(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arra
     x = x.astype(np.float32, copy=False)  # never written to
     y = as_label_array(y, len(x) if stream is None else len(y))
     if forward is None:
-        forward = CompiledForward(model, batch_size=batch_size)
+        forward = _CACHE.get(model, ("forward", batch_size),
+                             lambda: CompiledForward(model, batch_size=batch_size))
     elif not isinstance(forward, CompiledForward) or forward.model is not model:
         raise ValueError("forward must be a CompiledForward built on this same model")
     spec = label_spec(y, forward(x[:1]).shape[1:])
@@ -274,10 +303,13 @@ def robustness(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arra
         corrupter = streamed_corrupter(stream, kind, x.shape[1:], value_range)
         x_exp = x
     scorer = OutputScorer(model, spec, clean_raw)
-    sweep = _Sweep(model, corrupter, batch_size)
+    sweep = _CACHE.get(model, ("sweep", batch_size, forward.output, *corrupter.key()),
+                       lambda: _Sweep(model, corrupter, batch_size, forward))
+    corrupter = sweep.corrupter  # with its compiled corruptions of an earlier call
     explainer_name, maps_of = None, None
     if stability:
-        explainer_name, explainer = stability_explainer(model)
+        explainer_name, explainer = _CACHE.get(model, ("stability",),
+                                               lambda: stability_explainer(model))
         targets = (scorer.clean_pred[idx].astype(np.int64) if scorer.classifier
                    else np.zeros(len(idx), np.int64))
         clean_maps = explainer(x_exp, targets)
@@ -293,15 +325,15 @@ def robustness(model: keras.Model, x: tf.Tensor | ArrayLike, y: tf.Tensor | Arra
     clean = scorer.clean
     rows = []
     for name in names:
-        for level in levels:
-            if stream is None:
-                raw, dist = sweep(x, name, level, seed)
-            else:
-                raw, dist = sweep.run(stream.chunks(batch_size), name, level, seed)
-                if len(raw) != n:
-                    raise ValueError(f"the stream yielded {len(raw)} samples in a corruption "
-                                     f"pass but {n} before: it must give the same data on "
-                                     "every pass")
+        if stream is None:
+            passes = sweep(x, name, levels, seed)
+        else:
+            passes = sweep.run(stream.chunks(batch_size), name, levels, seed)
+            if len(passes[0][0]) != n:
+                raise ValueError(f"the stream yielded {len(passes[0][0])} samples in a "
+                                 f"corruption pass but {n} before: it must give the same data "
+                                 "on every pass")
+        for level, (raw, dist) in zip(levels, passes):
             s = scorer.score(raw)
             row = {"corruption": name, "severity": level, "accuracy": s["accuracy"],
                    "delta_accuracy": s["accuracy"] - clean["accuracy"],

@@ -98,7 +98,7 @@ class _Embedder:
         self.model, self.batch_size = model, batch_size
         self.tap = GraphTap(model)
         self.path = layer
-        self._fn = tf.function(self._run)
+        self._fn = tf.function(self._run, autograph=False)
 
     def _run(self, x):
         out, captured = self.tap.run(x, capture=[self.path], linear=True)

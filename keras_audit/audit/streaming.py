@@ -6,8 +6,8 @@ group labels): the inputs are never held whole.
 Which sections see what, on streamed data:
 
 - **every sample** (streamed): performance (one pass, shared with the context), every
-  pruning level (one pass per level), every robustness (corruption, severity) level (one
-  pass per level, re-chunked by ``Stream.chunks``), and the data section's counts and class
+  pruning level (one pass per level), every robustness corruption at all its severities (one
+  pass per corruption, re-chunked by ``Stream.chunks``), and the data section's counts and class
   balance;
 - **the drawn samples**: the explained samples and the SHAP/LIME background are drawn from
   the stream and held as small arrays (``ctx.x``), and every other section (explanations,
@@ -205,7 +205,7 @@ def _distributed(forward, dataset, strategy):
     model, select = forward.model, forward._select
     dist = strategy.experimental_distribute_dataset(dataset)
 
-    @tf.function
+    @tf.function(autograph=False)
     def step(x):
         return strategy.run(lambda v: select(model(tf.cast(v, tf.float32), training=False)),
                             args=(x,))

@@ -230,7 +230,7 @@ class EvaluationCallback(ExplanationCallback):
         model, variables = self.model, [w for _, w in self._weights]
         output, binary = self.output, self.n_classes == 2
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def grads(inputs, y):
             from keras_audit.callbacks.session import feed_structure
 

@@ -76,7 +76,7 @@ class ModelOutputs:
         model = self.model
         sig = [tf.TensorSpec((None, *s.shape), d) for s, d in zip(self.specs, dtypes)]
 
-        @tf.function(input_signature=sig)
+        @tf.function(input_signature=sig, autograph=False)
         def fn(*xs):
             out = model(feed_structure(model, list(xs)), training=False)
             return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), out)

@@ -217,6 +217,7 @@ class CompiledForward:
     Attributes:
         input_shape: the sample shape of the one input; for several inputs, one per input.
         inputs: ``InputSpec`` per model input.
+        output: the output selected (``None``: the first).
     """
 
     def __init__(self, model: keras.Model, output: int | str | None = None,
@@ -231,6 +232,7 @@ class CompiledForward:
         self._dtypes = [tf.as_dtype(s.dtype) if s.integer and s.dtype not in ("uint8", "bool")
                         else tf.float32 for s in self.inputs]
         self._output = output
+        self.output = output  # the output selected (None: the first)
         self._fn = None
 
     def _select(self, out):
@@ -241,7 +243,7 @@ class CompiledForward:
         if len(self.inputs) == 1:
             spec = tf.TensorSpec((None, *self.input_shape), self._dtypes[0])
 
-            @tf.function(input_signature=[spec], reduce_retracing=True)
+            @tf.function(input_signature=[spec], reduce_retracing=True, autograph=False)
             def fn(x):
                 return self._select(model(x, training=False))
         else:
@@ -251,7 +253,7 @@ class CompiledForward:
             names = [s.name for s in self.inputs]
             as_dict = isinstance(getattr(model, "_inputs_struct", None), dict)
 
-            @tf.function(input_signature=specs, reduce_retracing=True)
+            @tf.function(input_signature=specs, reduce_retracing=True, autograph=False)
             def fn(*xs):
                 feed = dict(zip(names, xs)) if as_dict else list(xs)
                 return self._select(model(feed, training=False))
@@ -275,14 +277,27 @@ class CompiledForward:
         x = np.asarray(x)
         return [x[None] if x.ndim == len(self.input_shape) else x]
 
+    @property
+    def dtypes(self) -> tuple:
+        """The dtype each input is fed in (float32, or a declared integer dtype)."""
+        return tuple(self._dtypes)
+
+    def traced(self):
+        """The compiled ``fn(*inputs) -> outputs`` (one tensor per model input, each fed in
+        its ``InputSpec`` dtype as ``__call__`` feeds it). Called inside another
+        ``tf.function`` it is traced once, not once per caller: the robustness sweep calls
+        it from every corruption's graph."""
+        if self._fn is None:
+            self._build(tf.float32)
+        return self._fn
+
     def __call__(self, x: tf.Tensor | ArrayLike | Sequence | Mapping) -> np.ndarray:
         """Run the model on ``x`` (any batch size) and return its outputs as float NumPy."""
         arrays = self._arrays(x)
-        if self._fn is None:
-            self._build(tf.float32)
+        fn = self.traced()
         arrays = [a.astype(d.as_numpy_dtype, copy=False) for a, d in zip(arrays, self._dtypes)]
         n = len(arrays[0])
-        outs = [self._fn(*(tf.constant(a[i:i + self.batch_size]) for a in arrays)).numpy()
+        outs = [fn(*(tf.constant(a[i:i + self.batch_size]) for a in arrays)).numpy()
                 for i in range(0, n, self.batch_size)]
         return np.concatenate(outs, axis=0)
 
