@@ -345,3 +345,48 @@ def test_subclassed_model_is_explained_as_a_whole():
     assert sal.head is None  # the softmax inside call() cannot be removed, and is not guessed
     with pytest.raises(ValueError, match="no layer with spatial axes"):
         GradCAM(net)
+
+
+@pytest.mark.parametrize("case", ["channels_last", "axis_1", "no_scale_no_center",
+                                  "mixed_float16"])
+def test_graph_tap_batch_norm_equals_keras(case):
+    """GraphTap runs an inference BatchNormalization as one scale and offset per channel (for
+    tracing speed): its outputs and input gradients must be Keras's own, with trained-looking
+    statistics, on any axis, without scale or centre, and under mixed precision."""
+    from keras_audit.explain._graph import GraphTap
+
+    policy = keras.config.dtype_policy()
+    if case == "mixed_float16":
+        keras.config.set_dtype_policy("mixed_float16")
+    try:
+        kw = {"axis": 1} if case == "axis_1" else {}
+        if case == "no_scale_no_center":
+            kw.update(scale=False, center=False)
+        inp = keras.Input((6, 5, 4))
+        h = keras.layers.Conv2D(4, 3, padding="same")(inp)
+        h = keras.layers.BatchNormalization(**kw)(h)
+        h = keras.layers.ReLU()(h)
+        out = keras.layers.Dense(3, dtype="float32")(keras.layers.Flatten()(h))
+        model = keras.Model(inp, out)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    bn = model.layers[2]
+    rng = np.random.default_rng(0)
+    n = bn.moving_mean.shape[0]
+    bn.moving_mean.assign(rng.normal(0, 0.5, n))
+    bn.moving_variance.assign(rng.uniform(0.2, 3.0, n))
+    if bn.scale:
+        bn.gamma.assign(rng.uniform(0.5, 2.0, n))
+    if bn.center:
+        bn.beta.assign(rng.normal(0, 0.5, n))
+    x = tf.constant(rng.normal(size=(3, 6, 5, 4)).astype(np.float32))
+    tap = GraphTap(model)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours, cap = tap.run(x, capture=[bn.name], linear=False)
+        theirs = model(x, training=False)
+    tol = 1e-2 if case == "mixed_float16" else 1e-5
+    assert cap[bn.name].dtype == bn.compute_dtype
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(tape.gradient(ours, x).numpy(), tape.gradient(theirs, x).numpy(),
+                               rtol=tol, atol=tol)
