@@ -170,9 +170,18 @@ class DeletionInsertion:
         self._blurred = tf.constant(blurred_canvas(x).astype(np.float32))
         self.trace_count = 0
         self._fn = quiet_function(self._traced)
+        self._batch_fn = quiet_function(self._batch)
+        self._aucs_fn = quiet_function(self._aucs)
 
     def _traced(self, maps, targets):
+        """Everything in one graph (no shared forward pass given)."""
         self.trace_count += 1
+        out = self.model(self._batch(maps), training=False)
+        return self._aucs(out, targets)
+
+    def _batch(self, maps):
+        """The images of every curve point: ``x``, one blank, the blurred canvas, then the
+        interior steps of the four curves."""
         n = self._shape[0]
         flat = tf.reshape(maps, (n, -1))
         order = tf.argsort(-flat, axis=1, stable=True)
@@ -188,9 +197,11 @@ class DeletionInsertion:
             xs, bs = x[:, None], blurred[:, None]
             batches.append(tf.reshape(tf.where(changed, 0.0, xs), (n * k, *x.shape[1:])))
             batches.append(tf.reshape(tf.where(changed, xs, bs), (n * k, *x.shape[1:])))
-        batch = tf.concat(batches, axis=0)
-        out = self.model(batch, training=False) if self._forward is None else \
-            self._forward(batch)
+        return tf.concat(batches, axis=0)
+
+    def _aucs(self, out, targets):
+        """The four AUCs per sample from the model's outputs on ``_batch``."""
+        n, k = self._shape[0], int(self._interior.shape[0])
         probs = select_output(out, None, self.model)
         probs = tf.reshape(probs, (tf.shape(probs)[0], -1))
         t = tf.cast(targets, tf.int32)
@@ -214,8 +225,17 @@ class DeletionInsertion:
 
     def __call__(self, maps: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
         """Per-sample AUCs of ``maps`` for ``targets`` (see the class docstring)."""
-        out = self._fn(tf.constant(np.asarray(maps, np.float32)),
-                       tf.constant(np.asarray(targets, np.int32)))
+        maps = tf.constant(np.asarray(maps, np.float32))
+        targets = tf.constant(np.asarray(targets, np.int32))
+        if self._forward is None:
+            out = self._fn(maps, targets)
+        else:
+            # three calls: the shared pass runs as its own compiled function rather than
+            # inlined in this one, whose first run would then optimise the whole model again
+            # (1.1 s -> about 0.2 s on a DenseNet121; the calls add about 1 ms on small models)
+            if not self._aucs_fn.experimental_get_tracing_count():
+                self.trace_count += 1
+            out = self._aucs_fn(self._forward(self._batch_fn(maps)), targets)
         return {k: v.numpy() for k, v in out.items()}
 
 
